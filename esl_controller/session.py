@@ -1,0 +1,616 @@
+"""`CallSession`: one call driven over FreeSWITCH's outbound Event Socket.
+
+It implements `ivr_flows.call.Call`, so a flow drives the call through plain blocking
+methods from the call's own greenlet.  What it guarantees (each point is a greenswitch
+defect our layer must not have, see ``tests/esl/test_esl_greenswitch_defects.py``):
+
+* every wait has a timeout (`CommandTimeout`), and a ``-ERR`` reply raises `CommandError`;
+* each ``execute`` is tagged with a fresh ``Event-UUID`` and paired with the
+  CHANNEL_EXECUTE_COMPLETE whose ``Application-UUID`` echoes it, never by application name;
+* internal pairing runs before user event handlers, so ``on("CHANNEL_EXECUTE_COMPLETE", …)``
+  cannot break the blocking helpers;
+* a caller hangup (CHANNEL_HANGUP, a disconnect notice or the socket closing) raises one
+  `CallGone` in every waiter at once;
+* ``play_and_get_digits`` never sends an argument it was not given (no ``None`` transfer
+  target), and uses a fresh result variable each time so stale channel variables cannot be
+  mistaken for this input.
+
+DTMF: FreeSWITCH emits a DTMF event when a digit is *consumed* by whatever reads the
+channel, and for ``play_and_get_digits`` and terminators those events often arrive *after*
+the application's completion (traces ``d1``, ``c2``, ``f2``).  Digits that a running media
+application consumed, and the ones its completion reports, are therefore kept out of the
+caller's DTMF queue; only digits pressed while no media application runs are queued
+(type-ahead).
+
+Start-up follows ``shared/FREESWITCH-SAFETY.md``: ``connect`` (refusing sync mode), then
+``sched_cancel`` as the first application, ``myevents`` and ``linger``.  ``socket_resume`` is
+set to false before a transfer or bridge, calls end with ``call-command: hangup``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import time
+import uuid as uuidlib
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gevent
+from gevent.event import AsyncResult
+from gevent.event import Event as GEvent
+from gevent.queue import Empty, Queue
+
+from esl_controller.connection import EslConnection
+from esl_controller.errors import CallGone, CommandError, CommandTimeout, SyncModeRefused
+from esl_controller.protocol import Event, Frame, encode_command, encode_execute
+from ivr_flows.call import (
+    BridgeResult,
+    CallInfo,
+    DigitsResult,
+    DigitsStatus,
+    PlaybackResult,
+    PlaybackStop,
+    RecordResult,
+    RecordStop,
+)
+
+# Applications that read the caller's audio/DTMF while they run.
+MEDIA_APPS = frozenset({
+    "playback", "speak", "play_and_get_digits", "record", "read", "say", "bridge",
+    "play_and_detect_speech", "sleep", "endless_playback",
+})
+_GONE = object()
+_seq = itertools.count(1)
+
+
+@dataclass(slots=True)
+class SessionSettings:
+    """Timeouts and start-up choices for one call."""
+
+    command_timeout: float = 5.0        # a reply to any command
+    app_timeout: float = 300.0          # an application without a better estimate
+    linger_seconds: int = 30            # FreeSWITCH keeps the socket this long after hangup
+    dtmf_swallow_seconds: float = 1.5   # late DTMF events of a finished app are dropped this long
+    max_bridge_seconds: float = 4 * 3600.0
+
+
+@dataclass(slots=True)
+class _AppWait:
+    """A pending application execution, keyed by the Event-UUID we sent."""
+
+    app: str
+    result: AsyncResult
+    survive_hangup: bool = False
+    media: bool = False
+    broken: bool = False
+    consumed: list[str] = field(default_factory=list)
+    result_var: str = ""      # play_and_get_digits: the variable holding the digits
+    terminators: str = ""     # play_and_get_digits: keys that end the input
+
+
+class CallSession:
+    """One call on an outbound ESL socket; implements `ivr_flows.call.Call`."""
+
+    def __init__(self, sock: socket.socket, address: Any = None, *, settings: SessionSettings | None = None,
+                 log: Any = None) -> None:
+        import structlog
+
+        self.settings = settings or SessionSettings()
+        self.address = address
+        self.log = log or structlog.get_logger("esl_controller.session")
+        self._conn = EslConnection(sock, on_event=self._on_event, on_disconnect_notice=self._on_notice,
+                                   on_close=self._on_close, log=self.log)
+        self.channel_data: dict[str, str] = {}
+        self.uuid = ""
+        self._info: CallInfo | None = None
+        self._apps: dict[str, _AppWait] = {}
+        self._media_running = 0
+        self._dtmf: Queue = Queue()
+        self._swallow: deque[tuple[str, float, bool]] = deque()   # (digits, deadline, optional)
+        self._handlers: dict[str, list[Callable[[Event], None]]] = {}
+        self._jobs: dict[str, AsyncResult] = {}
+        self._jobs_subscribed = False
+        self._gone: CallGone | None = None
+        self.gone_event = GEvent()
+        self.hangup_cause = ""
+        self.lingering = False
+        self.answered_at: float | None = None
+        self.hangup_at: float | None = None
+        self.connected_at = time.time()
+        self.transferred = False
+        self._terminators: str | None = None
+        self._stale_terminator = False
+        self.last_progress = time.monotonic()
+        self.wait_deadline: float | None = None
+        self.commands_sent = 0
+        self._conn.start()
+
+    # ================================================================== start and end
+
+    def start(self) -> CallInfo:
+        """``connect``, refuse sync mode, cancel the start-up watchdog, ``myevents``, ``linger``."""
+        reply = self._command("connect")
+        data = reply.headers
+        self.channel_data = data
+        self.uuid = data.get("Unique-ID") or data.get("Channel-Unique-ID") or ""
+        mode, control = data.get("Socket-Mode", ""), data.get("Control", "")
+        if mode != "async" or control != "full":
+            raise SyncModeRefused(
+                f"socket mode {mode or '?'}/{control or '?'}: the dialplan must say "
+                f"'socket <host:port> async full'")
+        # Pipelined: the first application is sched_cancel (the dialplan's watchdog).
+        slots = [
+            self._conn.send_nowait(encode_execute("sched_cancel", None, event_uuid=str(uuidlib.uuid4()))),
+            self._conn.send_nowait(b"myevents\n\n"),
+            self._conn.send_nowait(f"linger {int(self.settings.linger_seconds)}\n\n".encode()),
+        ]
+        self.commands_sent += 3
+        for what, slot in zip(("sched_cancel", "myevents", "linger"), slots, strict=True):
+            frame = self._wait_slot(slot, what)
+            if not frame.ok:
+                raise CommandError(what, frame.reply_text)
+        self._info = self._read_info(data)
+        return self._info
+
+    @staticmethod
+    def _read_info(data: dict[str, str]) -> CallInfo:
+        return CallInfo(
+            uuid=data.get("Unique-ID", ""),
+            caller_number=data.get("Caller-Caller-ID-Number", ""),
+            caller_name=data.get("Caller-Caller-ID-Name", ""),
+            destination_number=data.get("Caller-Destination-Number", ""),
+            domain_uuid=data.get("variable_domain_uuid", ""),
+            domain_name=data.get("variable_domain_name", ""),
+            variables={k[9:]: v for k, v in data.items() if k.startswith("variable_")},
+        )
+
+    @property
+    def info(self) -> CallInfo:
+        if self._info is None:
+            raise RuntimeError("session not started")
+        return self._info
+
+    @property
+    def gone(self) -> bool:
+        return self._gone is not None
+
+    def hand_back(self) -> None:
+        """Deliberately return the call to the dialplan (``resume`` + ``exit``): it reaches the fallback."""
+        if self._conn.closed:
+            return
+        try:
+            if not self.gone:
+                self._conn.send(b"resume\n\n", timeout=self.settings.command_timeout)
+            self._conn.send(b"exit\n\n", timeout=self.settings.command_timeout)
+        except (CallGone, CommandTimeout):
+            pass
+        self._conn.join(timeout=2.0)
+        self._conn.close("handed back")
+
+    def finish(self) -> None:
+        """End of our control: ``exit`` (FreeSWITCH closes), then close the socket."""
+        if self._conn.closed:
+            return
+        try:
+            self._conn.send(b"exit\n\n", timeout=self.settings.command_timeout)
+        except (CallGone, CommandTimeout):
+            pass
+        self._conn.join(timeout=2.0)
+        self._conn.close("finished")
+
+    def close(self, reason: str = "closed by controller") -> None:
+        self._conn.close(reason)
+
+    # ================================================================== low level
+
+    def _progress(self) -> None:
+        self.last_progress = time.monotonic()
+
+    def _wait_slot(self, slot: AsyncResult, what: str) -> Frame:
+        try:
+            frame = slot.get(timeout=self.settings.command_timeout)
+        except gevent.Timeout:
+            raise CommandTimeout(f"no reply to {what} in {self.settings.command_timeout:.1f}s") from None
+        self._progress()
+        return frame
+
+    def _command(self, command: str, headers: Any = (), body: str | None = None) -> Frame:
+        if self._conn.closed:
+            raise self._gone or CallGone("disconnected", self._conn.close_reason)
+        self.commands_sent += 1
+        frame = self._conn.send(encode_command(command, headers, body), timeout=self.settings.command_timeout)
+        self._progress()
+        return frame
+
+    def raise_if_gone(self) -> None:
+        if self._gone is not None:
+            raise self._gone
+
+    def api(self, command: str, *, timeout: float | None = None) -> str:
+        """Run ``api <command>``; returns the body, raises `CommandError` on ``-ERR``."""
+        if self._conn.closed:
+            raise self._gone or CallGone("disconnected")
+        self.commands_sent += 1
+        frame = self._conn.send(encode_command(f"api {command}"),
+                                timeout=timeout or self.settings.command_timeout)
+        self._progress()
+        if not frame.ok:
+            raise CommandError(f"api {command}", frame.reply_text)
+        return frame.reply_text
+
+    def bgapi(self, command: str, *, timeout: float = 30.0) -> str:
+        """Run ``bgapi <command>`` and wait (with a timeout) for its BACKGROUND_JOB result."""
+        if not self._jobs_subscribed:
+            frame = self._command("event plain BACKGROUND_JOB")
+            if not frame.ok:
+                raise CommandError("event plain BACKGROUND_JOB", frame.reply_text)
+            self._jobs_subscribed = True
+        frame = self._command(f"bgapi {command}")
+        if not frame.ok:
+            raise CommandError(f"bgapi {command}", frame.reply_text)
+        job = frame.headers.get("Job-UUID") or frame.reply_text.rpartition(" ")[2]
+        slot = self._jobs.setdefault(job, AsyncResult())
+        try:
+            text = slot.get(timeout=timeout)
+        except gevent.Timeout:
+            raise CommandTimeout(f"bgapi {command}: no result in {timeout:.1f}s") from None
+        finally:
+            self._jobs.pop(job, None)
+        if text.startswith("-ERR"):
+            raise CommandError(f"bgapi {command}", text.rstrip("\n"))
+        return text
+
+    def execute(self, app: str, arg: str | None = None, *, timeout: float | None = None,
+                survive_hangup: bool = False) -> Event:
+        """Execute an application and wait for *its* CHANNEL_EXECUTE_COMPLETE."""
+        event_uuid, wait = self._start_app(app, arg, survive_hangup=survive_hangup)
+        return self._wait_app(event_uuid, wait, timeout)
+
+    def execute_nowait(self, app: str, arg: str | None = None) -> None:
+        """Queue an application behind the current one without waiting for it (event-lock keeps order)."""
+        if self._gone is not None:
+            raise self._gone
+        if self._conn.closed:
+            raise CallGone("disconnected", self._conn.close_reason)
+        self.commands_sent += 1
+        slot = self._conn.send_nowait(encode_execute(app, arg, event_uuid=str(uuidlib.uuid4())))
+        slot.rawlink(lambda s, app=app: self._check_nowait_reply(app, s))
+
+    def _check_nowait_reply(self, app: str, slot: AsyncResult) -> None:
+        if slot.successful() and not slot.value.ok:
+            self.log.warning("esl.app_refused", app=app, reply=slot.value.reply_text)
+
+    def _start_app(self, app: str, arg: str | None, *, survive_hangup: bool, result_var: str = "",
+                   terminators: str = "") -> tuple[str, _AppWait]:
+        if self._gone is not None:
+            raise self._gone
+        event_uuid = str(uuidlib.uuid4())
+        media = app in MEDIA_APPS
+        wait = _AppWait(app, AsyncResult(), survive_hangup=survive_hangup, media=media, result_var=result_var,
+                        terminators=terminators)
+        self._apps[event_uuid] = wait
+        if media:
+            self._media_running += 1
+        try:
+            self.commands_sent += 1
+            frame = self._conn.send(encode_execute(app, arg, event_uuid=event_uuid),
+                                    timeout=self.settings.command_timeout)
+        except BaseException:
+            self._end_app(event_uuid)
+            raise
+        self._progress()
+        if not frame.ok:
+            self._end_app(event_uuid)
+            raise CommandError(f"execute {app}", frame.reply_text)
+        return event_uuid, wait
+
+    def _end_app(self, event_uuid: str) -> None:
+        wait = self._apps.pop(event_uuid, None)
+        if wait is not None and wait.media:
+            self._media_running -= 1
+
+    def _wait_app(self, event_uuid: str, wait: _AppWait, timeout: float | None) -> Event:
+        limit = timeout if timeout is not None else self.settings.app_timeout
+        self.wait_deadline = time.monotonic() + limit
+        try:
+            event = wait.result.get(timeout=limit)
+        except gevent.Timeout:
+            if wait.media and not self.gone:
+                self._try_break()
+            raise CommandTimeout(f"{wait.app} did not complete in {limit:.1f}s") from None
+        finally:
+            self.wait_deadline = None
+            self._end_app(event_uuid)
+        self._progress()
+        return event
+
+    def _try_break(self) -> None:
+        try:
+            self.api(f"uuid_break {self.uuid} all")
+        except (CommandError, CommandTimeout, CallGone):
+            pass
+
+    # ================================================================== events
+
+    def on(self, event_name: str, handler: Callable[[Event], None]) -> None:
+        """Register a handler (``"*"`` for all events).  It runs in the reader greenlet: it
+        must not block.  Internal pairing runs first, so handlers cannot break waits."""
+        self._handlers.setdefault(event_name, []).append(handler)
+
+    def _on_event(self, event: Event) -> None:
+        self._progress()
+        name = event.name
+        if name == "BACKGROUND_JOB":
+            slot = self._jobs.setdefault(event.get("Job-UUID", ""), AsyncResult())
+            slot.set(event.payload.decode("utf-8", errors="replace"))
+        else:
+            unique_id = event.get("Unique-ID")
+            if self.uuid and unique_id and unique_id != self.uuid:
+                return  # another leg's event (full mode without myevents filtering)
+            if name == "CHANNEL_EXECUTE_COMPLETE":
+                wait = self._apps.get(event.get("Application-UUID", ""))
+                if wait is not None and not wait.result.ready():
+                    self._swallow_late_digits(wait, event)
+                    wait.result.set(event)
+            elif name == "DTMF":
+                self._on_dtmf(event.get("DTMF-Digit", ""))
+            elif name == "CHANNEL_HANGUP":
+                self.hangup_at = time.time()
+                self._mark_gone("hangup", event.get("Hangup-Cause", ""))
+            elif name == "CHANNEL_ANSWER":
+                self.answered_at = time.time()
+        for key in (name, "*"):
+            for handler in self._handlers.get(key, ()):
+                try:
+                    handler(event)
+                except Exception:
+                    self.log.exception("esl.user_handler_failed", event=name)
+
+    def _on_notice(self, frame: Frame) -> None:
+        if frame.headers.get("Content-Disposition") == "linger":
+            self.lingering = True
+            self._mark_gone("hangup", self.hangup_cause)
+        else:
+            self._mark_gone("disconnected", "disconnect notice")
+            self._fail_all(self._gone or CallGone("disconnected"))
+
+    def _on_close(self, reason: str) -> None:
+        self._mark_gone("disconnected", reason)
+        self._fail_all(CallGone("disconnected", reason))
+
+    def _mark_gone(self, reason: str, cause: str) -> None:
+        if cause and not self.hangup_cause:
+            self.hangup_cause = cause
+        if self._gone is not None:
+            return
+        self._gone = CallGone(reason, cause)
+        self.gone_event.set()
+        self._dtmf.put(_GONE)
+        for wait in list(self._apps.values()):
+            if not wait.survive_hangup and not wait.result.ready():
+                wait.result.set_exception(self._gone)
+
+    def _fail_all(self, gone: CallGone) -> None:
+        for wait in list(self._apps.values()):
+            if not wait.result.ready():
+                wait.result.set_exception(gone)
+        for slot in list(self._jobs.values()):
+            if not slot.ready():
+                slot.set_exception(gone)
+
+    # ================================================================== DTMF
+
+    def _on_dtmf(self, digit: str) -> None:
+        if not digit:
+            return
+        for wait in self._apps.values():
+            if wait.media and not wait.result.ready():
+                wait.consumed.append(digit)   # the running app read it
+                return
+        now = time.monotonic()
+        while self._swallow:
+            expected, deadline, optional = self._swallow[0]
+            if deadline < now:
+                self._swallow.popleft()
+                continue
+            if digit in expected:
+                self._swallow.popleft()       # a finished app's digit, reported late
+                return
+            if not optional:
+                break
+            self._swallow.popleft()
+        self._dtmf.put(digit)
+
+    def _swallow_late_digits(self, wait: _AppWait, event: Event) -> None:
+        """Expect the DTMF events of digits this app consumed that have not arrived yet."""
+        if not wait.media:
+            return
+        reported = ""
+        if wait.result_var:
+            reported = (event.get(f"variable_{wait.result_var}")
+                        or event.get(f"variable_{wait.result_var}_invalid") or "")
+        elif wait.app in ("playback", "record", "speak"):
+            reported = event.get("variable_playback_terminator_used") or ""
+        seen = "".join(wait.consumed)
+        late = reported[len(seen):] if reported.startswith(seen) else ""
+        deadline = time.monotonic() + self.settings.dtmf_swallow_seconds
+        self._swallow.extend((d, deadline, False) for d in late)
+        if wait.terminators and len(seen) <= len(reported):
+            self._swallow.append((wait.terminators, deadline, True))   # the key that ended the input
+
+    def read_dtmf(self, timeout: float) -> str | None:
+        """Next digit pressed while no media application ran, or None after ``timeout``."""
+        try:
+            item = self._dtmf.get(timeout=timeout)
+        except Empty:
+            self.raise_if_gone()
+            return None
+        if item is _GONE:
+            self._dtmf.put(_GONE)
+            raise self._gone or CallGone("hangup")
+        return item
+
+    def flush_dtmf(self) -> str:
+        """Drop queued digits (ours and FreeSWITCH's); returns what was dropped."""
+        dropped = []
+        while True:
+            try:
+                item = self._dtmf.get_nowait()
+            except Empty:
+                break
+            if item is _GONE:
+                self._dtmf.put(_GONE)
+                break
+            dropped.append(item)
+        if not self.gone:
+            self.execute_nowait("flush_dtmf")
+        return "".join(dropped)
+
+    # ================================================================== call control
+
+    def answer(self) -> None:
+        self.execute("answer", timeout=self.settings.command_timeout * 2)
+
+    def _prepare_terminators(self, terminators: str) -> None:
+        wanted = terminators or "none"
+        if wanted != self._terminators:
+            self.execute_nowait("set", f"playback_terminators={wanted}")
+            self._terminators = wanted
+        if self._stale_terminator:
+            self.execute_nowait("unset", "playback_terminator_used")
+            self._stale_terminator = False
+
+    def _note_terminator(self, event: Event) -> str | None:
+        term = event.get("variable_playback_terminator_used") or None
+        self._stale_terminator = bool(term)
+        return term
+
+    def playback(self, path: str, *, terminators: str = "", timeout: float | None = None) -> PlaybackResult:
+        self._prepare_terminators(terminators)
+        event_uuid, wait = self._start_app("playback", path, survive_hangup=False)
+        event = self._wait_app(event_uuid, wait, timeout)
+        return self._playback_result(event, wait)
+
+    def speak(self, text: str, *, engine: str = "flite", voice: str = "kal", terminators: str = "",
+              timeout: float | None = None) -> PlaybackResult:
+        self._prepare_terminators(terminators)
+        event_uuid, wait = self._start_app("speak", f"{engine}|{voice}|{text}", survive_hangup=False)
+        event = self._wait_app(event_uuid, wait, timeout)
+        return self._playback_result(event, wait)
+
+    def _playback_result(self, event: Event, wait: _AppWait) -> PlaybackResult:
+        response = event.get("Application-Response", "")
+        term = self._note_terminator(event)
+        played = event.get("variable_playback_ms")
+        played_ms = int(played) if played and played.isdigit() else None
+        if response == "FILE NOT FOUND":
+            stop = PlaybackStop.NOT_FOUND
+        elif response == "PLAYBACK ERROR":
+            stop = PlaybackStop.ERROR
+        elif term:
+            stop = PlaybackStop.TERMINATOR
+        elif wait.broken:
+            stop = PlaybackStop.BROKEN
+        else:
+            stop = PlaybackStop.COMPLETED
+        return PlaybackResult(stop, term, played_ms)
+
+    def play_and_get_digits(self, prompt: str, *, min_digits: int = 1, max_digits: int = 1, tries: int = 1,
+                            timeout_ms: int = 5000, terminators: str = "#",
+                            invalid_prompt: str = "silence_stream://250", regex: str = "",
+                            digit_timeout_ms: int = 3000, timeout: float | None = None,
+                            transfer_on_failure: str | None = None) -> DigitsResult:
+        var = f"ivr_digits_{next(_seq)}"
+        args = [str(min_digits), str(max_digits), str(tries), str(timeout_ms), terminators or "none",
+                prompt, invalid_prompt or "silence_stream://250", var, regex or r"\d+", str(digit_timeout_ms)]
+        if transfer_on_failure:          # only when given: greenswitch sent the literal "None"
+            args.append(transfer_on_failure)
+        for value in args:
+            if not value or " " in value or "\n" in value:
+                raise ValueError(f"play_and_get_digits argument {value!r} is empty or has a space")
+        limit = timeout if timeout is not None else (
+            120.0 + tries * (timeout_ms + digit_timeout_ms * max_digits) / 1000.0)
+        event_uuid, wait = self._start_app("play_and_get_digits", " ".join(args), survive_hangup=False,
+                                           result_var=var, terminators=terminators)
+        event = self._wait_app(event_uuid, wait, limit)
+        result = event.get("variable_read_result", "")
+        digits = event.get(f"variable_{var}") or ""
+        invalid = event.get(f"variable_{var}_invalid") or ""
+        if result == "success" and digits:
+            return DigitsResult(DigitsStatus.SUCCESS, digits=digits)
+        if invalid:
+            return DigitsResult(DigitsStatus.INVALID, invalid=invalid)
+        return DigitsResult(DigitsStatus.TIMEOUT)
+
+    def record(self, path: str, *, max_seconds: int = 60, silence_threshold: int = 200, silence_seconds: int = 3,
+               terminators: str = "#", timeout: float | None = None) -> RecordResult:
+        if " " in path or "\n" in path:
+            raise ValueError(f"record path may not contain spaces: {path!r}")
+        self._prepare_terminators(terminators)
+        arg = f"{path} {int(max_seconds)} {int(silence_threshold)} {int(silence_seconds)}"
+        event_uuid, wait = self._start_app("record", arg, survive_hangup=True)
+        event = self._wait_app(event_uuid, wait, timeout if timeout is not None else max_seconds + 30.0)
+        term = self._note_terminator(event)
+        ms = event.get("variable_record_ms") or "0"
+        size = event.get("variable_record_file_size")
+        if self.gone:
+            stop = RecordStop.HANGUP
+        elif term:
+            stop = RecordStop.TERMINATOR
+        elif event.get("variable_silence_hits_exhausted") == "true":
+            stop = RecordStop.SILENCE
+        elif wait.broken:
+            stop = RecordStop.BROKEN
+        else:
+            stop = RecordStop.MAX_LENGTH
+        return RecordResult(path=path, duration_ms=int(ms) if ms.isdigit() else 0, stop=stop, terminator=term,
+                            size_bytes=int(size) if size and size.isdigit() else None)
+
+    def transfer(self, extension: str, *, dialplan: str = "XML", context: str = "default") -> None:
+        """Transfer while keeping the socket: ``socket_resume=false`` first (the CS_RESET trap)."""
+        self.execute_nowait("set", "socket_resume=false")
+        self.execute("transfer", f"{extension} {dialplan} {context}", timeout=self.settings.command_timeout * 2)
+        self.transferred = True
+
+    def bridge(self, target: str, *, timeout: float | None = None, hangup_after_bridge: bool = True) -> BridgeResult:
+        """Bridge to ``target``; a crash of ours cannot tear the bridge down (``socket_resume=false``)."""
+        self.execute_nowait("set", "socket_resume=false")
+        self.execute_nowait("set", f"hangup_after_bridge={'true' if hangup_after_bridge else 'false'}")
+        event = self.execute("bridge", target, timeout=timeout or self.settings.max_bridge_seconds,
+                             survive_hangup=True)
+        disposition = event.get("variable_originate_disposition") or event.get("Application-Response") or ""
+        cause = event.get("variable_bridge_hangup_cause") or event.get("variable_last_bridge_hangup_cause") or ""
+        answered = disposition in ("SUCCESS", "ANSWER") or bool(event.get("variable_bridge_hangup_cause"))
+        if not self.gone:
+            self.execute_nowait("set", "socket_resume=true")
+        return BridgeResult(answered=answered, disposition=disposition, hangup_cause=cause)
+
+    def hangup(self, cause: str = "NORMAL_CLEARING") -> None:
+        """End the call with ``call-command: hangup`` and wait (bounded) for FreeSWITCH to confirm."""
+        if self.gone or self._conn.closed:
+            return
+        frame = self._command("sendmsg", [("call-command", "hangup"), ("hangup-cause", cause)])
+        if not frame.ok:
+            raise CommandError("hangup", frame.reply_text)
+        self.gone_event.wait(timeout=self.settings.command_timeout)
+
+    def get_variable(self, name: str) -> str | None:
+        if not name or " " in name:
+            raise ValueError(f"bad variable name {name!r}")
+        frame = self._command(f"getvar {name}")
+        return None if frame.reply_text.startswith("-ERR") else frame.reply_text
+
+    def set_variable(self, name: str, value: str) -> None:
+        if not name or " " in name or "=" in name:
+            raise ValueError(f"bad variable name {name!r}")
+        self.execute("set", f"{name}={value}", timeout=self.settings.command_timeout * 2)
+
+    def break_media(self) -> None:
+        """Stop whatever is playing or recording now (``uuid_break``)."""
+        for wait in self._apps.values():
+            if wait.media:
+                wait.broken = True
+        self.api(f"uuid_break {self.uuid} all")
