@@ -24,7 +24,7 @@ def replay(trace: str, body: Callable[[CallSession], object], *, stop_before: st
         try:
             box["info"] = session.start()
             box["result"] = body(session)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
+        except BaseException as exc:
             box["error"] = exc
         finally:
             box["session"] = session
@@ -82,7 +82,7 @@ def test_answer_is_paired_by_application_uuid():
     box, peer = replay("b1_execute_answer_async_socket.txt", body)
     assert "error" not in box, box.get("error")
     assert box["result"] is not None
-    sent = [c for c in peer.received if b"execute-app-name: answer" in c][0]
+    sent = next(c for c in peer.received if b"execute-app-name: answer" in c)
     assert b"Event-UUID: " in sent and b"event-lock: true" in sent
 
 
@@ -123,8 +123,8 @@ def test_play_and_get_digits_collected_and_late_dtmf_swallowed():
     got, late = box["result"]
     assert got.status is DigitsStatus.SUCCESS and got.digits == "1234"
     assert late is None
-    sent = [c for c in peer.received if b"play_and_get_digits" in c][0].decode()
-    arg = [line for line in sent.split("\n") if line.startswith("execute-app-arg")][0].split(": ", 1)[1]
+    sent = next(c for c in peer.received if b"play_and_get_digits" in c).decode()
+    arg = next(line for line in sent.split("\n") if line.startswith("execute-app-arg")).split(": ", 1)[1]
     assert arg.split(" ")[:5] == ["1", "4", "2", "5000", "#"]
     assert "None" not in arg.split(" ") and len(arg.split(" ")) == 10
 

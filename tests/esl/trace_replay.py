@@ -16,9 +16,9 @@ import socket
 from pathlib import Path
 
 import gevent
+from trace_files import messages
 
 from esl_controller.protocol import EslParser, encode_reply
-from trace_files import messages
 
 _APP_UUID = re.compile(rb"^Application-UUID: ([0-9a-f-]{36})$", re.M)
 
