@@ -526,11 +526,11 @@ class CallSession:
         var = f"ivr_digits_{next(_seq)}"
         args = [str(min_digits), str(max_digits), str(tries), str(timeout_ms), terminators or "none",
                 prompt, invalid_prompt or "silence_stream://250", var, regex or r"\d+", str(digit_timeout_ms)]
-        if transfer_on_failure:          # only when given: greenswitch sent the literal "None"
-            args.append(transfer_on_failure)
         for value in args:
             if not value or " " in value or "\n" in value:
                 raise ValueError(f"play_and_get_digits argument {value!r} is empty or has a space")
+        if transfer_on_failure:          # only when given: greenswitch sent the literal "None"
+            args.append(transfer_on_failure)   # "ext [dialplan [context]]", the rest of the line
         limit = timeout if timeout is not None else (
             120.0 + tries * (timeout_ms + digit_timeout_ms * max_digits) / 1000.0)
         event_uuid, wait = self._start_app("play_and_get_digits", " ".join(args), survive_hangup=False,
