@@ -575,6 +575,23 @@ class CallSession:
         self.execute("transfer", f"{extension} {dialplan} {context}", timeout=self.settings.command_timeout * 2)
         self.transferred = True
 
+    def divert(self, extension: str, *, dialplan: str = "XML", context: str = "default") -> None:
+        """Transfer waiting for replies only: works in sync mode too (where ``sendmsg`` replies when the
+        application is done and no events were asked for).  ``socket_resume=false`` first."""
+        for app, arg in (("set", "socket_resume=false"), ("transfer", f"{extension} {dialplan} {context}")):
+            frame = self._command_bytes(encode_execute(app, arg, event_uuid=str(uuidlib.uuid4())))
+            if not frame.ok:
+                raise CommandError(f"execute {app}", frame.reply_text)
+        self.transferred = True
+
+    def _command_bytes(self, data: bytes) -> Frame:
+        if self._conn.closed:
+            raise self._gone or CallGone("disconnected", self._conn.close_reason)
+        self.commands_sent += 1
+        frame = self._conn.send(data, timeout=self.settings.command_timeout)
+        self._progress()
+        return frame
+
     def bridge(self, target: str, *, timeout: float | None = None, hangup_after_bridge: bool = True) -> BridgeResult:
         """Bridge to ``target``; a crash of ours cannot tear the bridge down (``socket_resume=false``)."""
         self.execute_nowait("set", "socket_resume=false")

@@ -1,0 +1,232 @@
+"""The per-call controller: session start-up → tenant and flow → flow runner → call record.
+
+`CallController` is the server's call handler.  For each call it:
+
+1. starts the `CallSession` (``connect``, ``sched_cancel``, ``myevents``, ``linger``); a socket
+   in sync mode is refused by sending the caller to the fallback extension;
+2. resolves the tenant and its published flow from memory (`routing`); an unknown tenant or
+   number sends the caller to the fallback extension;
+3. takes the tenant's concurrent-call slot (when the tenant has a limit);
+4. warms up the tenant's providers and runs the flow under the progress watchdog;
+5. ends the call the safe way: a flow that ends normally hangs up with ``call-command: hangup``,
+   a flow that failed, hit its step limit or stalled transfers the caller to the fallback
+   extension; a transfer or a caller hangup needs nothing more;
+6. writes the call record — always, including when the caller hung up during set-up.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gevent
+import structlog
+
+from esl_controller import metrics
+from esl_controller.call_log import call_logger, redact_number
+from esl_controller.call_record import CallRecord, RecordSink, log_sink
+from esl_controller.errors import CallGone, CommandError, CommandTimeout, EslError, SyncModeRefused
+from esl_controller.routing import CallRoute, Routing
+from esl_controller.session import CallSession, SessionSettings
+from esl_controller.watchdog import CallStalled, ProgressWatchdog
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(slots=True)
+class ControllerSettings:
+    session: SessionSettings = field(default_factory=SessionSettings)
+    fallback_extension: str = "ivr_fallback"
+    fallback_dialplan: str = "XML"
+    fallback_context: str = "default"
+    step_limit: int = 200
+    answer_before_flow: bool = False     # flows answer with their first prompt node
+    recordings_dir: Path = Path("var/recordings")
+
+
+class CallController:
+    """Handles one call per invocation; shared by every call of a server."""
+
+    def __init__(self, routing: Routing, *, settings: ControllerSettings | None = None,
+                 record_sink: RecordSink = log_sink, watchdog: ProgressWatchdog | None = None,
+                 call_limiter: Any = None, context_hook: Callable[[Any, CallRoute], None] | None = None) -> None:
+        self.routing = routing
+        self.settings = settings or ControllerSettings()
+        self.record_sink = record_sink
+        self.watchdog = watchdog or ProgressWatchdog()
+        self.call_limiter = call_limiter
+        self.context_hook = context_hook
+        self.sessions: set[CallSession] = set()
+
+    # ------------------------------------------------------------------ entry point
+
+    def __call__(self, sock: socket.socket, address: Any) -> None:
+        accepted = time.monotonic()
+        record = CallRecord(started_at=time.time())
+        session = CallSession(sock, address, settings=self.settings.session)
+        self.sessions.add(session)
+        metrics.ACTIVE_CALLS.inc()
+        slot = None
+        try:
+            try:
+                info = session.start()
+            except SyncModeRefused as exc:
+                self._refuse_sync(session, record, str(exc))
+                return
+            record.call_uuid, record.caller, record.destination = (
+                info.uuid, info.caller_number, info.destination_number)
+            record.tenant_name = info.domain_name
+            session.log = call_logger(info.uuid, info.domain_name, info.caller_number)
+            route = self.routing.route(info)
+            if route is None:
+                session.log.warning("call.unknown_tenant_or_number", destination=info.destination_number,
+                                    domain_uuid=info.domain_uuid)
+                record.outcome = "unknown_tenant"
+                self._to_fallback(session, record)
+                return
+            record.tenant_key, record.tenant_name = route.tenant_key, route.tenant_name
+            record.flow, record.flow_version = getattr(route.flow, "name", ""), route.flow_version
+            if self.call_limiter is not None:
+                slot = self.call_limiter.acquire(route.tenant_key)
+                if slot is None:
+                    self._over_limit(session, record, route)
+                    return
+            metrics.SETUP_SECONDS.observe(time.monotonic() - accepted)
+            self._run_flow(session, route, record)
+        except CallGone:
+            record.outcome = record.outcome if record.outcome not in ("unknown",) else "caller_hangup"
+        except (CommandTimeout, CommandError, EslError) as exc:
+            session.log.warning("call.esl_error", error=str(exc))
+            metrics.ERRORS.labels("esl").inc()
+            record.outcome = "error"
+            self._to_fallback(session, record)
+        except Exception:
+            session.log.exception("call.controller_error")
+            metrics.ERRORS.labels("controller").inc()
+            record.outcome = "error"
+            self._to_fallback(session, record)
+        finally:
+            if slot is not None:
+                self.call_limiter.release(slot)
+            self._finish(session, record)
+            self.sessions.discard(session)
+            metrics.ACTIVE_CALLS.dec()
+
+    # ------------------------------------------------------------------ the flow
+
+    def _run_flow(self, session: CallSession, route: CallRoute, record: CallRecord) -> None:
+        from ivr_flows.context import FlowContext
+        from ivr_flows.runner import FlowRunner
+
+        ctx = FlowContext(call=session, vars=dict(getattr(route.flow, "vars", {}) or {}), log=session.log,
+                          prompt_dir=route.prompt_dir,
+                          recordings_dir=(route.recordings_dir or self.settings.recordings_dir) / route.tenant_key,
+                          flow_loader=route.flow_loader)
+        for key, value in route.services.items():
+            if hasattr(ctx, key):
+                setattr(ctx, key, value)
+            else:
+                ctx.extensions[key] = value
+        if self.context_hook is not None:
+            self.context_hook(ctx, route)
+        runner = FlowRunner(route.flow, ctx, step_limit=self.settings.step_limit)
+        current = gevent.getcurrent()
+        self.watchdog.watch(current, session)
+        session.log.info("call.flow_start", flow=record.flow, destination=record.destination)
+        try:
+            result = runner.run()
+        except CallStalled:
+            session.log.warning("call.stalled_to_fallback")
+            record.outcome = "stalled"
+            self._to_fallback(session, record)
+            return
+        finally:
+            self.watchdog.forget(current)
+        self._collect(result, ctx, record)
+        outcome = result.outcome
+        if session.gone:
+            record.outcome = outcome if outcome in ("hangup", "controller_hangup") else "caller_hangup"
+        elif session.transferred:
+            record.outcome = "transferred"
+        elif outcome in ("error", "step_limit"):
+            record.outcome = outcome
+            self._to_fallback(session, record)
+        else:
+            record.outcome = outcome or "completed"
+            session.hangup("NORMAL_CLEARING")
+
+    @staticmethod
+    def _collect(result: Any, ctx: Any, record: CallRecord) -> None:
+        record.path = [step.as_dict() if hasattr(step, "as_dict") else dict(step) for step in result.steps]
+        record.vars = {k: v for k, v in (result.vars or {}).items() if isinstance(v, str | int | float | bool)}
+        record.recordings = [
+            {"node": r.node, "path": r.path, "duration_ms": r.duration_ms, "stop": r.stop,
+             "transcript": r.transcript} for r in getattr(ctx, "recordings", [])]
+        turns = ctx.extensions.get("turns") if hasattr(ctx, "extensions") else None
+        if turns:
+            record.turns = list(turns)
+
+    # ------------------------------------------------------------------ safe endings
+
+    def _to_fallback(self, session: CallSession, record: CallRecord) -> None:
+        """Send the caller to a person: transfer to the fallback extension (socket_resume=false first)."""
+        if session.gone or session.transferred:
+            return
+        s = self.settings
+        try:
+            session.transfer(s.fallback_extension, dialplan=s.fallback_dialplan, context=s.fallback_context)
+            session.log.info("call.fallback", target=s.fallback_extension, outcome=record.outcome)
+        except (CallGone, EslError) as exc:
+            session.log.warning("call.fallback_failed", error=str(exc))
+            session.hand_back()
+
+    def _refuse_sync(self, session: CallSession, record: CallRecord, why: str) -> None:
+        data = session.channel_data
+        record.call_uuid = data.get("Unique-ID", "")
+        record.caller, record.destination = data.get("Caller-Caller-ID-Number", ""), data.get(
+            "Caller-Destination-Number", "")
+        record.outcome = "refused_sync_mode"
+        log.error("call.sync_mode_refused", call_uuid=record.call_uuid, reason=why,
+                  caller=redact_number(record.caller))
+        s = self.settings
+        session.divert(s.fallback_extension, dialplan=s.fallback_dialplan, context=s.fallback_context)
+
+    def _over_limit(self, session: CallSession, record: CallRecord, route: CallRoute) -> None:
+        record.outcome = "over_limit"
+        metrics.REJECTED.labels("tenant_limit").inc()
+        settings = getattr(self.call_limiter, "settings_for", lambda key: {})(route.tenant_key) or {}
+        session.log.warning("call.tenant_over_limit")
+        prompt = settings.get("over_limit_prompt")
+        action = settings.get("over_limit_action", "fallback")
+        try:
+            if prompt:
+                session.answer()
+                if str(prompt).endswith(".wav"):
+                    session.playback(str(prompt), timeout=60)
+                else:
+                    session.speak(str(prompt), timeout=60)
+            if action == "hangup":
+                session.hangup("USER_BUSY")
+            else:
+                self._to_fallback(session, record)
+        except CallGone:
+            pass
+
+    def _finish(self, session: CallSession, record: CallRecord) -> None:
+        record.answered_at = session.answered_at
+        record.hangup_cause = session.hangup_cause
+        record.ended_at = session.hangup_at or time.time()
+        try:
+            session.finish()
+        except Exception:
+            session.log.exception("call.finish_failed")
+        metrics.CALLS.labels(record.outcome).inc()
+        try:
+            self.record_sink(record)
+        except Exception:
+            session.log.exception("call.record_failed")
+        session.log.info("call.end", outcome=record.outcome, cause=record.hangup_cause)
