@@ -1,0 +1,1 @@
+"""Alembic migrations of the `schema` package, run programmatically by `schema.migrate` (no alembic.ini)."""

@@ -1,0 +1,203 @@
+"""``ivr tenants``: add, list, show, update, route numbers, reload running controllers, rotate secrets.
+
+Secrets are never printed in clear: ``show`` prints ``****`` and at most the last 4 characters.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from schema.database import default_url, make_engine
+from schema.errors import SecretError
+from schema.reload_bus import publish_reload
+from schema.rows import ProviderInfo, TenantInfo
+from schema.secrets import rotate
+from schema.store import TenantStore
+from schema.tenants import add_tenant, find_tenant, list_tenants, update_tenant
+from scripts.db_commands import open_sessions, schema_errors, url_option
+
+
+def _parse_settings(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; VALUE is read as JSON when it parses, else kept as a string."""
+    settings: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--setting")
+        try:
+            settings[key.strip()] = json.loads(value)
+        except ValueError:
+            settings[key.strip()] = value
+    return settings
+
+
+def _tenant_dict(t: TenantInfo) -> dict[str, Any]:
+    return {"id": t.id, "domain_uuid": t.domain_uuid, "domain_name": t.domain_name, "time_zone": t.time_zone,
+            "language": t.language, "max_concurrent_calls": t.max_concurrent_calls,
+            "over_limit_action": t.over_limit_action, "settings": dict(t.settings)}
+
+
+def _provider_dict(p: ProviderInfo) -> dict[str, Any]:
+    if p.secrets is not None:
+        secrets: Any = {name: value.masked() for name, value in sorted(p.secrets.items())}
+    elif p.has_secrets:
+        secrets = f"encrypted ({p.secrets_note})" if p.secrets_note else "encrypted"
+    else:
+        secrets = {}
+    return {"id": p.id, "kind": p.kind, "position": p.position, "provider": p.provider,
+            "settings": dict(p.settings), "secrets": secrets}
+
+
+@click.group("tenants")
+def tenants() -> None:
+    """Tenants (FusionPBX-style domains) and their configuration."""
+
+
+@tenants.command("add")
+@url_option
+@click.argument("domain_name")
+@click.option("--uuid", "domain_uuid", default=None, help="domain_uuid (default: a new random UUID).")
+@click.option("--time-zone", default="UTC", show_default=True)
+@click.option("--language", default="en-US", show_default=True)
+@click.option("--max-calls", type=click.IntRange(min=0), default=None, help="Concurrent call limit (0: none).")
+@click.option("--over-limit-action", type=click.Choice(["reject", "announce", "transfer"]), default="reject",
+              show_default=True)
+@click.option("--setting", "settings", multiple=True, metavar="KEY=VALUE",
+              help="A tenant setting (repeatable), e.g. over_limit_prompt='All lines are busy'.")
+def add_command(url: str | None, domain_name: str, domain_uuid: str | None, time_zone: str, language: str,
+                max_calls: int | None, over_limit_action: str, settings: tuple[str, ...]) -> None:
+    """Add a tenant."""
+    with open_sessions(url) as sessions:
+        t = add_tenant(sessions, domain_name, domain_uuid=domain_uuid, time_zone=time_zone, language=language,
+                       settings=_parse_settings(settings), max_concurrent_calls=max_calls,
+                       over_limit_action=over_limit_action)
+    click.echo(f"added tenant {t.domain_name} ({t.domain_uuid})")
+
+
+@tenants.command("update")
+@url_option
+@click.argument("tenant")
+@click.option("--time-zone", default=None)
+@click.option("--language", default=None)
+@click.option("--max-calls", type=click.IntRange(min=0), default=None, help="Concurrent call limit (0: none).")
+@click.option("--over-limit-action", type=click.Choice(["reject", "announce", "transfer"]), default=None)
+@click.option("--setting", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Set one setting (repeatable); other settings are kept.")
+def update_command(url: str | None, tenant: str, time_zone: str | None, language: str | None,
+                   max_calls: int | None, over_limit_action: str | None, settings: tuple[str, ...]) -> None:
+    """Change a tenant's configuration."""
+    with open_sessions(url) as sessions:
+        merged = None
+        if settings:
+            merged = dict(find_tenant(sessions, tenant).settings) | _parse_settings(settings)
+        t = update_tenant(sessions, tenant, time_zone=time_zone, language=language, settings=merged,
+                          max_concurrent_calls=max_calls, over_limit_action=over_limit_action)
+    click.echo(f"updated tenant {t.domain_name}")
+
+
+@tenants.command("list")
+@url_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def list_command(url: str | None, as_json: bool) -> None:
+    """List tenants."""
+    with open_sessions(url) as sessions:
+        rows = list_tenants(sessions)
+    if as_json:
+        click.echo(json.dumps([_tenant_dict(t) for t in rows], indent=2))
+        return
+    if not rows:
+        click.echo("no tenants")
+    for t in rows:
+        limit = t.max_concurrent_calls or "-"
+        click.echo(f"{t.domain_uuid}  {t.domain_name:<30} {t.time_zone:<20} {t.language:<6} max_calls={limit}")
+
+
+@tenants.command("show")
+@url_option
+@click.argument("tenant")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def show_command(url: str | None, tenant: str, as_json: bool) -> None:
+    """Show one tenant: configuration, numbers, flows and providers (secrets masked)."""
+    with open_sessions(url) as sessions:
+        store = TenantStore.open(sessions, tenant)
+        info = store.tenant()
+        routes = store.routes()
+        flows = store.flows()
+        try:
+            providers = store.providers(decrypt=True)
+        except SecretError:
+            providers = store.providers(decrypt=False)
+    data = _tenant_dict(info) | {
+        "numbers": {r.number: r.flow_name for r in routes},
+        "flows": {f.name: f.published_version for f in flows},
+        "providers": [_provider_dict(p) for p in providers],
+    }
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for key in ("domain_name", "domain_uuid", "time_zone", "language", "max_concurrent_calls",
+                "over_limit_action"):
+        click.echo(f"{key}: {data[key]}")
+    click.echo(f"settings: {json.dumps(data['settings'])}")
+    click.echo("numbers:" + ("" if routes else " none"))
+    for r in routes:
+        click.echo(f"  {r.number} -> {r.flow_name}")
+    click.echo("flows:" + ("" if flows else " none"))
+    for f in flows:
+        click.echo(f"  {f.name}: " + (f"v{f.published_version} published" if f.published_version else "unpublished"))
+    click.echo("providers:" + ("" if providers else " none"))
+    for p in data["providers"]:
+        click.echo(f"  {p['kind']}[{p['position']}] {p['provider']} settings={json.dumps(p['settings'])} "
+                   f"secrets={json.dumps(p['secrets'])}")
+
+
+@tenants.command("route")
+@url_option
+@click.argument("tenant")
+@click.argument("number")
+@click.argument("flow_name")
+def route_command(url: str | None, tenant: str, number: str, flow_name: str) -> None:
+    """Route a dialled NUMBER of TENANT to FLOW_NAME."""
+    with open_sessions(url) as sessions:
+        TenantStore.open(sessions, tenant).set_route(number, flow_name)
+    click.echo(f"{number} -> {flow_name}")
+
+
+@tenants.command("reload")
+@url_option
+@click.argument("tenant", required=False)
+@click.option("--run-dir", default=None, help="Control socket folder with SQLite (default: $IVR_RUN_DIR or var/run).")
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds to wait for answers.")
+def reload_command(url: str | None, tenant: str | None, run_dir: str | None, timeout: float) -> None:
+    """Tell every running controller to reload TENANT (default: all tenants)."""
+    db_url = url or default_url()
+    key = None
+    if tenant is not None:
+        with open_sessions(db_url) as sessions:
+            key = find_tenant(sessions, tenant).domain_uuid
+    with schema_errors():
+        replies = publish_reload(db_url, key, run_dir=run_dir, timeout=timeout)
+    if not replies:
+        click.echo("no running controller to reload")
+        return
+    for reply in replies:
+        click.echo(f"{reply.controller}: {'ok' if reply.ok else 'ERROR: ' + reply.message}")
+    failed = [r for r in replies if not r.ok]
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(replies)} controller(s) kept their old configuration")
+
+
+@tenants.command("rotate-secrets")
+@url_option
+def rotate_secrets_command(url: str | None) -> None:
+    """Re-encrypt every provider secret with the newest key in IVR_SECRET_KEYS."""
+    engine = make_engine(url or default_url())
+    try:
+        with schema_errors():
+            count = rotate(engine)
+    finally:
+        engine.dispose()
+    click.echo(f"re-encrypted {count} provider secret set(s) with the newest key")
