@@ -27,6 +27,7 @@ def _utc(ts: float | None) -> str | None:
 class CallRecord:
     call_uuid: str = ""
     tenant_key: str = ""
+    tenant_id: int | None = None
     tenant_name: str = ""
     caller: str = ""
     destination: str = ""
@@ -51,6 +52,19 @@ class CallRecord:
 
 
 RecordSink = Callable[[CallRecord], None]
+
+
+def database_row(record: CallRecord) -> dict[str, Any]:
+    """The record in the shape of ``schema.call_records`` (no flow variables: they may hold personal data)."""
+    return {
+        "call_uuid": record.call_uuid, "tenant_id": record.tenant_id, "caller": record.caller,
+        "destination": record.destination,
+        "started_at": _utc(record.started_at), "answered_at": _utc(record.answered_at),
+        "ended_at": _utc(record.ended_at), "outcome": record.outcome, "hangup_cause": record.hangup_cause,
+        "flow_name": record.flow,
+        "flow_version_id": int(record.flow_version) if record.flow_version.isdigit() else None,
+        "path": record.path, "recordings": record.recordings, "turns": record.turns, "latencies": record.latencies,
+    }
 
 
 def log_sink(record: CallRecord) -> None:

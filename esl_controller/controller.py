@@ -90,11 +90,13 @@ class CallController:
                 return
             record.tenant_key, record.tenant_name = route.tenant_key, route.tenant_name
             record.flow, record.flow_version = getattr(route.flow, "name", ""), route.flow_version
-            if self.call_limiter is not None:
-                slot = self.call_limiter.acquire(route.tenant_key)
-                if slot is None:
-                    self._over_limit(session, record, route)
+            record.tenant_id = route.tenant_id
+            if self.call_limiter is not None and route.tenant is not None:
+                admission = self.call_limiter.try_acquire(route.tenant)
+                if not admission.admitted:
+                    self._over_limit(session, record, admission)
                     return
+                slot = route.tenant
             metrics.SETUP_SECONDS.observe(time.monotonic() - accepted)
             self._run_flow(session, route, record)
         except CallGone:
@@ -195,24 +197,23 @@ class CallController:
         s = self.settings
         session.divert(s.fallback_extension, dialplan=s.fallback_dialplan, context=s.fallback_context)
 
-    def _over_limit(self, session: CallSession, record: CallRecord, route: CallRoute) -> None:
+    def _over_limit(self, session: CallSession, record: CallRecord, admission: Any) -> None:
+        """The tenant is at its concurrent-call limit: reject (busy), announce then hang up, or transfer."""
         record.outcome = "over_limit"
         metrics.REJECTED.labels("tenant_limit").inc()
-        settings = getattr(self.call_limiter, "settings_for", lambda key: {})(route.tenant_key) or {}
-        session.log.warning("call.tenant_over_limit")
-        prompt = settings.get("over_limit_prompt")
-        action = settings.get("over_limit_action", "fallback")
+        session.log.warning("call.tenant_over_limit", action=admission.action, limit=admission.limit)
         try:
-            if prompt:
+            if admission.action == "transfer" and admission.transfer_to:
+                session.transfer(admission.transfer_to)
+                return
+            if admission.action == "announce" and admission.prompt:
                 session.answer()
-                if str(prompt).endswith(".wav"):
-                    session.playback(str(prompt), timeout=60)
+                prompt = str(admission.prompt)
+                if prompt.endswith(".wav"):
+                    session.playback(prompt, timeout=60)
                 else:
-                    session.speak(str(prompt), timeout=60)
-            if action == "hangup":
-                session.hangup("USER_BUSY")
-            else:
-                self._to_fallback(session, record)
+                    session.speak(prompt, timeout=60)
+            session.hangup(admission.hangup_cause or "USER_BUSY")
         except CallGone:
             pass
 

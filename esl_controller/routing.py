@@ -34,6 +34,8 @@ class CallRoute:
     timezone: str | None = None
     services: dict[str, Any] = field(default_factory=dict)   # providers, retrieval, …
     flow_loader: Any = None                      # name -> Flow, for goto_flow
+    tenant: Any = None                           # schema.snapshot.TenantSnapshot (database routing)
+    tenant_id: int | None = None
 
 
 class Routing(Protocol):
@@ -46,7 +48,7 @@ class DirectoryRouting:
     """One tenant whose flows are the ``*.yaml`` files of a folder; every number reaches ``default_flow``
     unless ``numbers`` maps it to another flow."""
 
-    def __init__(self, flows_dir: Path, *, default_flow: str = "demo", numbers: dict[str, str] | None = None,
+    def __init__(self, flows_dir: Path, *, default_flow: str = "demo-main", numbers: dict[str, str] | None = None,
                  prompt_dir: Path | None = None, recordings_dir: Path | None = None,
                  tenant_name: str = "default") -> None:
         self.flows_dir = Path(flows_dir)

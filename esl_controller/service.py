@@ -44,7 +44,7 @@ class ControllerService:
 
 
 def build_service(*, host: str = "127.0.0.1", port: int = 8084, flows_dir: Path | None = None,
-                  default_flow: str = "demo", database_url: str | None = None, max_calls: int = 2000,
+                  default_flow: str = "demo-main", database_url: str | None = None, max_calls: int = 2000,
                   settings: ControllerSettings | None = None, stall_seconds: float = 60.0) -> ControllerService:
     watchdog = ProgressWatchdog(stall_seconds=stall_seconds)
     background: list[Any] = []

@@ -21,8 +21,9 @@ from esl_controller.call_log import configure_logging  # noqa: E402
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--log-format", type=click.Choice(["console", "json"]), default=os.environ.get("IVR_LOG_FORMAT", "console"),
-              show_default=True, help="Log lines for people or JSON lines for collectors (env IVR_LOG_FORMAT).")
+@click.option("--log-format", type=click.Choice(["console", "json"]),
+              default=os.environ.get("IVR_LOG_FORMAT", "console"), show_default=True,
+              help="Log lines for people or JSON lines for collectors (env IVR_LOG_FORMAT).")
 @click.option("--log-level", default=os.environ.get("IVR_LOG_LEVEL", "INFO"), show_default=True)
 @click.option("--log-pii/--no-log-pii", default=None,
               help="Show phone numbers and transcripts in logs (default: redacted; env IVR_LOG_PII=1).")
@@ -32,12 +33,14 @@ def cli(log_format: str, log_level: str, log_pii: bool | None) -> None:
 
 
 @cli.command()
-@click.option("--host", envvar="IVR_HOST", default="127.0.0.1", show_default=True, help="Listen address (env IVR_HOST).")
-@click.option("--port", envvar="IVR_PORT", default=8084, show_default=True, type=int, help="Listen port (env IVR_PORT).")
+@click.option("--host", envvar="IVR_HOST", default="127.0.0.1", show_default=True,
+              help="Listen address (env IVR_HOST).")
+@click.option("--port", envvar="IVR_PORT", default=8084, show_default=True, type=int,
+              help="Listen port (env IVR_PORT).")
 @click.option("--flows-dir", envvar="IVR_FLOWS_DIR", type=click.Path(path_type=Path, file_okay=False),
               default=None, help="Serve the YAML flows of this folder (one tenant) instead of the database "
                                  "(env IVR_FLOWS_DIR).")
-@click.option("--default-flow", envvar="IVR_DEFAULT_FLOW", default="demo", show_default=True,
+@click.option("--default-flow", envvar="IVR_DEFAULT_FLOW", default="demo-main", show_default=True,
               help="With --flows-dir: the flow every number reaches.")
 @click.option("--database-url", envvar="IVR_DATABASE_URL", default=None,
               help="Tenants, flows and call records (env IVR_DATABASE_URL; default sqlite:///var/ivr.db).")

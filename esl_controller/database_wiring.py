@@ -1,0 +1,114 @@
+"""Wires a controller process to the database: routing, call records, limits and live reload.
+
+* `DatabaseRouting` keeps every tenant's snapshot in memory;
+* call records go through `schema.call_records.CallRecordWriter` in a background greenlet
+  (a call never waits on the database); its disk spool keeps records while the database is
+  unreachable and a flusher retries every few seconds;
+* `schema.reload_bus.ReloadListener` hears ``ivr tenants reload`` (PostgreSQL NOTIFY, or this
+  process's control socket with SQLite) and answers with the reload's result or its error.
+
+SQLite calls are short blocking calls of the C library: they run in gevent's thread pool so a
+busy database file cannot stall the hub.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import gevent
+import structlog
+from gevent.queue import Queue
+
+from esl_controller.call_record import CallRecord, database_row, log_sink
+from esl_controller.controller import CallController, ControllerSettings
+from esl_controller.database_routing import DatabaseRouting
+from esl_controller.watchdog import ProgressWatchdog
+
+log = structlog.get_logger(__name__)
+
+
+class CallRecordPump:
+    """Queues call records and writes them from one greenlet, off the call's path."""
+
+    def __init__(self, writer: Any, *, flush_every: float = 5.0) -> None:
+        self.writer = writer
+        self.queue: Queue = Queue()
+        self.flush_every = flush_every
+        self._greenlet = gevent.spawn(self._run)
+        self._flusher = gevent.spawn(self._flush_loop)
+
+    def __call__(self, record: CallRecord) -> None:
+        log_sink(record)
+        if record.tenant_id is None:
+            return                       # unknown tenant: logged only (a record needs its tenant)
+        self.queue.put(database_row(record))
+
+    def _write(self, row: dict[str, Any]) -> None:
+        try:
+            gevent.get_hub().threadpool.apply(self.writer.write, (row,))
+        except Exception:
+            log.exception("call_record.write_failed", call_uuid=row.get("call_uuid"))
+
+    def _run(self) -> None:
+        while True:
+            row = self.queue.get()
+            if row is None:
+                return
+            self._write(row)
+
+    def _flush_loop(self) -> None:
+        while True:
+            gevent.sleep(self.flush_every)
+            try:
+                if self.writer.pending():
+                    gevent.get_hub().threadpool.apply(self.writer.flush_spool)
+            except Exception:
+                log.exception("call_record.flush_failed")
+
+    def stop(self) -> None:
+        self.queue.put(None)
+        self._greenlet.join(timeout=10)
+        self._flusher.kill(block=False)
+        self.writer.close()
+
+
+class _ListenerHandle:
+    def __init__(self, listener: Any) -> None:
+        self.listener = listener
+
+    def stop(self) -> None:
+        self.listener.stop()
+
+
+def build_database_controller(database_url: str | None, *, settings: ControllerSettings | None = None,
+                              watchdog: ProgressWatchdog | None = None, var_dir: Path = Path("var"),
+                              services_factory: Any = None) -> tuple[CallController, DatabaseRouting, list[Any]]:
+    from schema.call_records import CallRecordWriter
+    from schema.database import default_url, make_engine
+    from schema.limits import CallLimiter
+    from schema.reload_bus import ReloadListener
+
+    url = database_url or default_url()
+    engine = make_engine(url)
+    if services_factory is None:
+        services_factory = _default_services_factory()
+    routing = DatabaseRouting(engine, prompt_root=var_dir / "prompts", recordings_root=var_dir / "recordings",
+                              services_factory=services_factory)
+    spool = var_dir / "spool" / f"controller-{os.getpid()}"
+    pump = CallRecordPump(CallRecordWriter(engine, spool))
+    controller = CallController(routing, settings=settings, record_sink=pump, watchdog=watchdog,
+                                call_limiter=CallLimiter())
+    listener = ReloadListener(url, routing.reload)
+    listener.start()
+    return controller, routing, [pump, _ListenerHandle(listener)]
+
+
+def _default_services_factory() -> Any:
+    """The tenant's providers (STT/TTS/LLM/embeddings) when the providers package offers them."""
+    try:
+        from providers.tenant_set import services_for_snapshot
+    except ImportError:
+        return None
+    return services_for_snapshot
