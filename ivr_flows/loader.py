@@ -1,0 +1,316 @@
+"""Loading and validating flow files: YAML → located checks → `Flow`, or every error at once.
+
+`load_flow_text(text, source)` / `load_flow_file(path)` return a `Flow` or raise
+`FlowValidationError` whose `.errors` lists every `FlowIssue` found in the file: invalid YAML,
+unknown or misspelt keys and node types (with a "did you mean"), wrong types, bad templates,
+missing targets, outcomes with no edge, unreachable nodes, loops with no caller input, prompt
+files that do not exist or escape the prompt folder, URLs on hosts the tenant may not use.
+`validate_paths(paths)` checks files and folders (their `*.yaml`/`*.yml`) and returns the issues.
+
+Optional tenant knowledge sharpens the checks: `prompt_dir` (prompt files must exist there),
+`allowed_url_hosts` (URL prompts and webhooks), `known_flows` (goto_flow targets), and
+`node_types` (the table of node types, to add later ones such as `ask_ai`).
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from ivr_flows.errors import FlowIssue, FlowValidationError, YamlSyntaxError
+from ivr_flows.flow import NODE_ID_RE, Flow, FlowHeader
+from ivr_flows.flow_graph import check_graph
+from ivr_flows.nodes import NODE_TYPES
+from ivr_flows.nodes.base import LoadEnv, Node, did_you_mean
+from ivr_flows.yaml_source import Mark, YamlDocument, parse_yaml
+
+_TYPE_WORDS = {
+    "string_type": "expected a text",
+    "int_type": "expected a whole number",
+    "int_parsing": "expected a whole number",
+    "int_from_float": "expected a whole number",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "dict_type": "expected a mapping",
+    "list_type": "expected a list",
+    "tuple_type": "expected a list",
+    "none_required": "expected nothing (null)",
+}
+
+
+def _strip_annotation(annotation: Any) -> Any:
+    """The model, dict or list type inside Optional/Union/Annotated, if any."""
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            inner = _strip_annotation(arg)
+            if (isinstance(inner, type) and issubclass(inner, BaseModel)) or typing.get_origin(inner) in (
+                dict,
+                list,
+            ):
+                return inner
+    return annotation
+
+
+def _field_names_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys a mapping at `loc` (inside `model`) may have, for "did you mean"."""
+    current: Any = model
+    for part in loc:
+        current = _strip_annotation(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            by_alias = {(f.alias or name): f for name, f in current.model_fields.items()}
+            field = current.model_fields.get(str(part)) or by_alias.get(str(part))
+            if field is None:
+                return []
+            current = field.annotation
+        elif typing.get_origin(current) is dict:
+            current = typing.get_args(current)[1]
+        elif typing.get_origin(current) in (list, tuple):
+            current = typing.get_args(current)[0]
+        else:
+            return []
+    current = _strip_annotation(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [(f.alias or name) for name, f in current.model_fields.items()]
+    return []
+
+
+def _real_loc(loc: tuple[Any, ...], raw: Any) -> tuple[tuple[Any, ...], bool]:
+    """The part of a pydantic `loc` that exists in the raw data, and whether union tags were cut."""
+    real: list[Any] = []
+    current = raw
+    for index, part in enumerate(loc):
+        if part == "[key]":
+            return tuple(real), False
+        if isinstance(current, dict) and str(part) in current:
+            current = current[str(part)]
+            real.append(str(part))
+        elif isinstance(current, list) and isinstance(part, int) and part < len(current):
+            current = current[part]
+            real.append(part)
+        elif index == len(loc) - 1 and isinstance(current, dict):
+            real.append(part)  # a missing key or an extra key's name
+        else:
+            return tuple(real), True
+    return tuple(real), False
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _describe(error: Mapping[str, Any], field_names: list[str]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        key = str(error["loc"][-1])
+        return f"unknown key '{key}'{did_you_mean(key, field_names)}"
+    if kind == "missing":
+        return f"missing required key '{error['loc'][-1]}'"
+    if kind == "value_error":
+        return str(error.get("ctx", {}).get("error", error["msg"]))
+    if kind == "literal_error":
+        return f"expected one of {error.get('ctx', {}).get('expected', '')}, got {_short(error.get('input'))}"
+    if kind in _TYPE_WORDS:
+        return f"{_TYPE_WORDS[kind]}, got {_short(error.get('input'))}"
+    message = str(error["msg"])
+    return message[:1].lower() + message[1:]
+
+
+def _pydantic_issues(
+    error: ValidationError,
+    model: type[BaseModel],
+    raw: Any,
+    prefix: tuple[Any, ...],
+    node: str | None,
+    doc: YamlDocument,
+    source: str,
+) -> list[FlowIssue]:
+    grouped: dict[tuple[Any, ...], list[tuple[Mapping[str, Any], bool]]] = {}
+    for item in error.errors(include_url=False):
+        real, tagged = _real_loc(tuple(item["loc"]), raw)
+        grouped.setdefault(real, []).append((item, tagged))
+    issues: list[FlowIssue] = []
+    for real, items in grouped.items():
+        first = items[0][0]
+        kind = first["type"]
+        where = ".".join(str(p) for p in real)
+        if kind == "extra_forbidden":
+            mark = doc.key_mark((*prefix, *real))
+            message = _describe(first, _field_names_at(model, real[:-1]))
+            parent = ".".join(str(p) for p in real[:-1])
+            message = f"{parent}: {message}" if parent else message
+        elif kind == "missing":
+            mark = doc.key_mark((*prefix, *real[:-1])) if real[:-1] else doc.key_mark(prefix)
+            parent = ".".join(str(p) for p in real[:-1])
+            message = _describe(first, [])
+            message = f"{parent}: {message}" if parent else message
+        elif "[key]" in first["loc"]:
+            mark = doc.key_mark((*prefix, *real))
+            message = f"{where}: {_describe(first, [])}"
+        else:
+            mark = doc.value_mark((*prefix, *real)) if real else doc.key_mark(prefix)
+            if len(items) > 1 or items[0][1]:
+                if real and real[-1] == "next":
+                    detail = f"expected a node id or a mapping of outcome: node id, got {_short(first.get('input'))}"
+                elif not prefix and real[:1] == ("vars",):
+                    detail = f"expected a text, a number, true/false or null, got {_short(first.get('input'))}"
+                else:
+                    described = list(dict.fromkeys(_describe(i, []).split(", got")[0] for i, _ in items))
+                    detail = " or ".join(described) + f", got {_short(first.get('input'))}"
+            else:
+                detail = _describe(first, [])
+            message = f"{where}: {detail}" if where else detail
+        if node is None and not prefix and kind == "missing" and not real[:-1]:
+            mark = Mark(1, 1)
+        issues.append(FlowIssue(source, mark.line, mark.column, node, message))
+    return issues
+
+
+def _node_issues(
+    node_id: str,
+    raw: Any,
+    node_types: Mapping[str, type[Node]],
+    env: LoadEnv,
+    doc: YamlDocument,
+    source: str,
+) -> tuple[Node | None, list[FlowIssue]]:
+    path = ("nodes", node_id)
+
+    def at(mark: Mark, message: str) -> FlowIssue:
+        return FlowIssue(source, mark.line, mark.column, node_id, message)
+
+    issues: list[FlowIssue] = []
+    if not NODE_ID_RE.match(node_id):
+        issues.append(at(doc.key_mark(path), "a node id is letters, digits, '_' or '-', starting with a letter or '_'"))
+    if not isinstance(raw, dict):
+        issues.append(at(doc.value_mark(path), f"a node is a mapping with a 'type', got {_short(raw)}"))
+        return None, issues
+    if "type" not in raw:
+        issues.append(at(doc.key_mark(path), f"missing required key 'type' (one of {', '.join(node_types)})"))
+        return None, issues
+    node_type = raw["type"]
+    cls = node_types.get(str(node_type)) if isinstance(node_type, str) else None
+    if cls is None:
+        issues.append(
+            at(
+                doc.value_mark((*path, "type")),
+                f"unknown node type {_short(node_type)}{did_you_mean(str(node_type), node_types)}; "
+                f"known types: {', '.join(node_types)}",
+            )
+        )
+        return None, issues
+    try:
+        node = cls.model_validate(raw)
+    except ValidationError as e:
+        issues += _pydantic_issues(e, cls, raw, path, node_id, doc, source)
+        return None, issues
+    for problem in node.check(env):
+        where = ".".join(str(p) for p in problem.loc)
+        message = f"{where}: {problem.message}" if where else problem.message
+        issues.append(at(doc.value_mark((*path, *problem.loc)), message))
+    return node, issues
+
+
+def load_flow_text(
+    text: str,
+    source: str,
+    *,
+    prompt_dir: Path | str | None = None,
+    allowed_url_hosts: Iterable[str] | None = None,
+    known_flows: Iterable[str] | None = None,
+    node_types: Mapping[str, type[Node]] | None = None,
+) -> Flow:
+    """Validate a flow's YAML text; `source` names it in errors (a path, or `db:tenant/flow@v3`)."""
+    types_table = dict(node_types) if node_types is not None else NODE_TYPES
+    try:
+        doc = parse_yaml(text)
+    except YamlSyntaxError as e:
+        raise FlowValidationError([FlowIssue(source, e.line, e.column, None, e.message)]) from e
+    data = doc.data
+    if not isinstance(data, dict):
+        raise FlowValidationError(
+            [FlowIssue(source, 1, 1, None, "a flow file is a mapping with 'flow', 'start' and 'nodes'")]
+        )
+    issues: list[FlowIssue] = []
+    header: FlowHeader | None = None
+    try:
+        header = FlowHeader.model_validate(data)
+    except ValidationError as e:
+        issues += _pydantic_issues(e, FlowHeader, data, (), None, doc, source)
+    raw_nodes = data.get("nodes") if isinstance(data.get("nodes"), dict) else {}
+    timezone = data.get("timezone") if isinstance(data.get("timezone"), str) else None
+    env = LoadEnv(
+        prompt_dir=Path(prompt_dir) if prompt_dir is not None else None,
+        allowed_url_hosts=frozenset(allowed_url_hosts) if allowed_url_hosts is not None else None,
+        known_flows=frozenset(known_flows) if known_flows is not None else None,
+        flow_timezone=timezone,
+    )
+    nodes: dict[str, Node] = {}
+    for node_id, raw in raw_nodes.items():
+        node, node_issues = _node_issues(node_id, raw, types_table, env, doc, source)
+        issues += node_issues
+        if node is not None:
+            nodes[node_id] = node
+    start = data.get("start") if isinstance(data.get("start"), str) else None
+    for problem in check_graph(nodes, raw_nodes, start):
+        mark = doc.key_mark(problem.path) if problem.at_key else doc.value_mark(problem.path)
+        issues.append(FlowIssue(source, mark.line, mark.column, problem.node, problem.message))
+    if issues or header is None:
+        raise FlowValidationError(_dedupe(issues))
+    return Flow(
+        name=header.flow,
+        start=header.start,
+        nodes=nodes,
+        source=source,
+        description=header.description,
+        language=header.language,
+        timezone=header.timezone,
+        vars=header.vars,
+    )
+
+
+def _dedupe(issues: list[FlowIssue]) -> list[FlowIssue]:
+    return list(dict.fromkeys(issues))
+
+
+def load_flow_file(path: Path | str, **options: Any) -> Flow:
+    """Read and validate a flow file (options as for `load_flow_text`)."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise FlowValidationError([FlowIssue(str(path), 1, 1, None, f"cannot read the file: {e}")]) from e
+    return load_flow_text(text, str(path), **options)
+
+
+def flow_files(paths: Iterable[Path | str]) -> list[Path]:
+    """The files named, and the `*.yaml`/`*.yml` files inside folders named (sorted)."""
+    found: list[Path] = []
+    for item in paths:
+        path = Path(item)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+        else:
+            found.append(path)
+    return found
+
+
+def validate_paths(paths: Iterable[Path | str], **options: Any) -> list[FlowIssue]:
+    """Every issue in the flow files and folders given (empty when all are valid)."""
+    issues: list[FlowIssue] = []
+    for file in flow_files(paths):
+        try:
+            load_flow_file(file, **options)
+        except FlowValidationError as e:
+            issues += e.errors
+    return issues
