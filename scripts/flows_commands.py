@@ -3,6 +3,7 @@
     ivr flows validate PATH… [--format text|json] [--prompts DIR] [--allow-host HOST]… [--check-goto]
     ivr flows schema [--output FILE]
     ivr flows graph FLOW_FILE [--svg OUT.svg]
+    ivr flows publish TENANT FILE | history TENANT FLOW | rollback TENANT FLOW [VERSION] | export TENANT FLOW
 
 `validate` exits 0 when every file is valid and 1 otherwise, printing every error as
 `file:line:column: node 'id': message`. The `flows` group is added to the `ivr` root command
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -120,3 +122,128 @@ def graph(flow_file: Path, svg_path: Path | None) -> None:
     else:
         svg_path.write_text(to_svg(flow), encoding="utf-8")
         click.echo(f"wrote {svg_path}", err=True)
+
+
+# --------------------------------------------------------------------------- versions in the database
+
+def _var_dir() -> Path:
+    import os
+
+    return Path(os.environ.get("IVR_VAR_DIR", "var"))
+
+
+def _tenant_store(sessions: Any, tenant: str) -> Any:
+    from schema.store import TenantStore
+
+    return TenantStore.open(sessions, tenant)
+
+
+def _loader_options(store: Any) -> dict[str, Any]:
+    info = store.tenant()
+    return {"prompt_dir": _var_dir() / "prompts" / info.domain_name,
+            "known_flows": {f.name for f in store.flows()}}
+
+
+def _print_rejection(exc: Exception) -> None:
+    for issue in getattr(exc, "errors", []) or []:
+        click.echo(str(issue), err=True)
+
+
+def _reload_controllers(url: str, domain_uuid: str) -> None:
+    from schema.reload_bus import publish_reload
+
+    replies = publish_reload(url, domain_uuid, timeout=10.0)
+    if not replies:
+        click.echo("no running controller to reload (they load it when they start)")
+    for reply in replies:
+        click.echo(f"{reply.controller}: {'reloaded' if reply.ok else 'ERROR: ' + reply.message}")
+
+
+@flows.command("publish")
+@click.argument("tenant")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--url", default=None, metavar="URL", help="Database URL (default: $IVR_DATABASE_URL or var/ivr.db).")
+@click.option("--author", default=None, help="Who publishes (default: $USER).")
+@click.option("--reload/--no-reload", "do_reload", default=True, show_default=True,
+              help="Tell running controllers to load the new version.")
+def publish_command(tenant: str, file: Path, url: str | None, author: str | None, do_reload: bool) -> None:
+    """Validate FILE and publish it as a new version of TENANT's flow (an invalid flow is never published)."""
+    import getpass
+
+    from schema.database import default_url
+    from schema.errors import FlowRejected
+    from schema.flow_versions import publish
+    from scripts.db_commands import open_sessions
+
+    db_url = url or default_url()
+    with open_sessions(db_url) as sessions:
+        store = _tenant_store(sessions, tenant)
+        try:
+            result = publish(store, file, author or getpass.getuser(), options=_loader_options(store))
+        except FlowRejected as exc:
+            _print_rejection(exc)
+            raise click.ClickException(str(exc)) from exc
+        domain_uuid = store.tenant().domain_uuid
+    v = result.version
+    state = "published" if result.changed else "already published"
+    click.echo(f"{v.flow_name} v{v.version} {state} (sha256 {v.checksum[:12]})"
+               + ("" if result.created else "; same text as an existing version"))
+    if do_reload and result.changed:
+        _reload_controllers(db_url, domain_uuid)
+
+
+@flows.command("history")
+@click.argument("tenant")
+@click.argument("flow_name")
+@click.option("--url", default=None, metavar="URL")
+def history_command(tenant: str, flow_name: str, url: str | None) -> None:
+    """Every version of FLOW_NAME, newest first; `*` marks the published one."""
+    from schema.flow_versions import history
+    from scripts.db_commands import open_sessions
+
+    with open_sessions(url) as sessions:
+        versions = history(_tenant_store(sessions, tenant), flow_name)
+    for v in versions:
+        mark = "*" if v.published else " "
+        click.echo(f"{mark} v{v.version:<4} {v.created_at:%Y-%m-%d %H:%M:%S} {v.author:<16} {v.checksum[:12]}")
+
+
+@flows.command("rollback")
+@click.argument("tenant")
+@click.argument("flow_name")
+@click.argument("version", type=int, required=False)
+@click.option("--url", default=None, metavar="URL")
+@click.option("--reload/--no-reload", "do_reload", default=True, show_default=True)
+def rollback_command(tenant: str, flow_name: str, version: int | None, url: str | None, do_reload: bool) -> None:
+    """Publish an earlier VERSION of FLOW_NAME (default: the one before the published one)."""
+    from schema.database import default_url
+    from schema.errors import FlowRejected
+    from schema.flow_versions import rollback
+    from scripts.db_commands import open_sessions
+
+    db_url = url or default_url()
+    with open_sessions(db_url) as sessions:
+        store = _tenant_store(sessions, tenant)
+        try:
+            v = rollback(store, flow_name, version, options=_loader_options(store))
+        except FlowRejected as exc:
+            _print_rejection(exc)
+            raise click.ClickException(str(exc)) from exc
+        domain_uuid = store.tenant().domain_uuid
+    click.echo(f"{v.flow_name} v{v.version} published")
+    if do_reload:
+        _reload_controllers(db_url, domain_uuid)
+
+
+@flows.command("export")
+@click.argument("tenant")
+@click.argument("flow_name")
+@click.option("--version", type=int, default=None, help="A version number (default: the published one).")
+@click.option("--url", default=None, metavar="URL")
+def export_command(tenant: str, flow_name: str, version: int | None, url: str | None) -> None:
+    """Print the YAML of FLOW_NAME's published version (or of --version)."""
+    from schema.flow_versions import export
+    from scripts.db_commands import open_sessions
+
+    with open_sessions(url) as sessions:
+        click.echo(export(_tenant_store(sessions, tenant), flow_name, version), nl=False)
