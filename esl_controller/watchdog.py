@@ -19,8 +19,9 @@ import structlog
 log = structlog.get_logger(__name__)
 
 
-class CallStalled(Exception):
-    """Raised inside a call's greenlet by the watchdog."""
+class CallStalled(BaseException):
+    """Raised inside a call's greenlet by the watchdog.  A BaseException (like GreenletExit) so a
+    node's or a library's ``except Exception`` cannot swallow it."""
 
 
 class ProgressWatchdog:

@@ -18,11 +18,12 @@ TENANT_NAME = "tenant-a.example"
 
 
 class Controller:
-    def __init__(self, tmp_path: Path, flows_dir: Path = ROOT / "examples" / "flows", **settings) -> None:
+    def __init__(self, tmp_path: Path, flows_dir: Path = ROOT / "examples" / "flows", *,
+                 default_flow: str = "demo-main", watchdog=None, context_hook=None, **settings) -> None:
         self.records = []
-        routing = DirectoryRouting(flows_dir, default_flow="demo-main", recordings_dir=tmp_path / "recordings")
+        routing = DirectoryRouting(flows_dir, default_flow=default_flow, recordings_dir=tmp_path / "recordings")
         self.controller = CallController(
-            routing, record_sink=self.records.append,
+            routing, record_sink=self.records.append, watchdog=watchdog, context_hook=context_hook,
             settings=ControllerSettings(session=SessionSettings(command_timeout=3, linger_seconds=5),
                                         recordings_dir=tmp_path / "recordings", **settings))
         self.server = EslServer("127.0.0.1", 0, self.controller, max_calls=50)
