@@ -21,13 +21,12 @@ from cryptography.fernet import Fernet
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from schema.database import libpq_conninfo, make_engine, make_session_factory, normalize_url
+from schema.database import make_engine, make_session_factory
 from schema.migrate import upgrade
 from schema.store import ChunkInput, TenantStore
 from schema.tenants import add_tenant
 
 REPO = Path(__file__).resolve().parents[2]
-PG_ENV = "IVR_TEST_PG_URL"
 
 
 @pytest.fixture
@@ -54,30 +53,6 @@ def engine(sqlite_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def sessions(engine: Engine) -> sessionmaker[Session]:
     return make_session_factory(engine)
-
-
-def _pg_admin_url() -> str:
-    url = os.environ.get(PG_ENV, "").strip()
-    if not url:
-        pytest.skip(f"{PG_ENV} is not set (e.g. postgresql://postgres@127.0.0.1:5432/postgres)")
-    return url
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database, dropped afterwards."""
-    import psycopg
-
-    admin = _pg_admin_url()
-    name = f"ivr_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(libpq_conninfo(admin), autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = normalize_url(admin).set(database=name).render_as_string(hide_password=False)
-    try:
-        yield url
-    finally:
-        with psycopg.connect(libpq_conninfo(admin), autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # ---- a throwaway PostgreSQL cluster (initdb + pg_ctl in a temp dir, on a free port) ----------------
