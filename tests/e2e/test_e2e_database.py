@@ -45,7 +45,8 @@ class DbController:
 
     @property
     def socket_data(self) -> str:
-        return "%s:%d async full" % self.server.address
+        host, port = self.server.address
+        return f"{host}:{port} async full"
 
     def stop(self) -> None:
         self.server.stop(deadline=2)
