@@ -12,7 +12,7 @@ from pathlib import Path
 import gevent
 import pytest
 from click.testing import CliRunner
-from conftest import ROOT, TENANT_NAME, TENANT_UUID
+from e2e_controller import ROOT, TENANT_NAME, TENANT_UUID
 
 from esl_controller.controller import ControllerSettings
 from esl_controller.database_wiring import build_database_controller

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 
 import gevent
-from conftest import TENANT_NAME, TENANT_UUID
+from e2e_controller import TENANT_NAME, TENANT_UUID
 
 from esl_controller.simulator import CallerScript, Press, WaitForApp
 

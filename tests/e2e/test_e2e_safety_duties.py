@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import gevent
-from conftest import ROOT, TENANT_NAME, TENANT_UUID, Controller
+from e2e_controller import ROOT, TENANT_NAME, TENANT_UUID, Controller
 
 from esl_controller.dialplan import DialplanSpec as ShippedDialplan
 from esl_controller.dialplan import render_dialplan
