@@ -103,9 +103,28 @@ class Event:
             self._parse()
         return self._payload
 
+    def peek(self, key: str) -> str | None:
+        """One header's value without parsing the whole event (most events are routed by two or
+        three headers and never read again)."""
+        if self._headers is not None:
+            return self._headers.get(key)
+        raw = self._body
+        needle = key.encode() + b": "
+        if raw.startswith(needle):
+            start = len(needle)
+        else:
+            end = raw.find(b"\n\n")
+            pos = raw.find(b"\n" + needle, 0, end if end >= 0 else len(raw))
+            if pos < 0:
+                return None
+            start = pos + 1 + len(needle)
+        stop = raw.find(b"\n", start)
+        value = raw[start: stop if stop >= 0 else len(raw)].decode("utf-8", errors="replace")
+        return _decode(value)
+
     @property
     def name(self) -> str:
-        return self.headers.get("Event-Name", "")
+        return self.peek("Event-Name") or ""
 
     def get(self, key: str, default: str | None = None) -> str | None:
         return self.headers.get(key, default)

@@ -344,30 +344,31 @@ class CallSession:
         self._progress()
         name = event.name
         if name == "BACKGROUND_JOB":
-            slot = self._jobs.setdefault(event.get("Job-UUID", ""), AsyncResult())
+            slot = self._jobs.setdefault(event.peek("Job-UUID") or "", AsyncResult())
             slot.set(event.payload.decode("utf-8", errors="replace"))
         else:
-            unique_id = event.get("Unique-ID")
+            unique_id = event.peek("Unique-ID")
             if self.uuid and unique_id and unique_id != self.uuid:
                 return  # another leg's event (full mode without myevents filtering)
             if name == "CHANNEL_EXECUTE_COMPLETE":
-                wait = self._apps.get(event.get("Application-UUID", ""))
+                wait = self._apps.get(event.peek("Application-UUID") or "")
                 if wait is not None and not wait.result.ready():
                     self._swallow_late_digits(wait, event)
                     wait.result.set(event)
             elif name == "DTMF":
-                self._on_dtmf(event.get("DTMF-Digit", ""))
+                self._on_dtmf(event.peek("DTMF-Digit") or "")
             elif name == "CHANNEL_HANGUP":
                 self.hangup_at = time.time()
-                self._mark_gone("hangup", event.get("Hangup-Cause", ""))
+                self._mark_gone("hangup", event.peek("Hangup-Cause") or "")
             elif name == "CHANNEL_ANSWER":
                 self.answered_at = time.time()
-        for key in (name, "*"):
-            for handler in self._handlers.get(key, ()):
-                try:
-                    handler(event)
-                except Exception:
-                    self.log.exception("esl.user_handler_failed", event=name)
+        if self._handlers:
+            for key in (name, "*"):
+                for handler in self._handlers.get(key, ()):
+                    try:
+                        handler(event)
+                    except Exception:
+                        self.log.exception("esl.user_handler_failed", event=name)
 
     def _on_notice(self, frame: Frame) -> None:
         if frame.headers.get("Content-Disposition") == "linger":

@@ -157,3 +157,14 @@ def test_url_encode_matches_freeswitch_unsafe_set():
     assert url_encode("127.0.0.1:8084 async full") == "127.0.0.1%3A8084%20async%20full"
     assert url_encode("playback_terminators=#*") == "playback_terminators%3D%23*"
     assert url_encode("/srv/peer/audio/prompt_long.wav") == "/srv/peer/audio/prompt_long.wav"
+
+
+@pytest.mark.parametrize("path", PATHS[:8], ids=lambda p: p.stem)
+def test_peek_agrees_with_the_full_parse(path):
+    from esl_controller.protocol import Event
+    for frame in EslParser().feed(b"".join(received(path))):
+        if frame.event is None:
+            continue
+        full = dict(frame.event.headers)
+        for key in ("Event-Name", "Unique-ID", "Application-UUID", "DTMF-Digit", "Hangup-Cause", "Nope"):
+            assert Event(frame.body).peek(key) == full.get(key), key
