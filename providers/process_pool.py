@@ -1,0 +1,254 @@
+"""Worker processes for model code that holds the GIL (pocketsphinx) or may crash.
+
+Why not ``concurrent.futures.ProcessPoolExecutor``: a running task cannot be cancelled,
+so one decode that hangs would occupy a worker forever, and its manager thread waits in
+``multiprocessing.connection.wait`` whose behaviour depends on whether gevent patched
+``select`` first; and multiprocessing's *spawn* re-imports the parent's ``__main__``.
+Here each worker is a fresh interpreter (``python -m providers.process_pool``) with two
+pipes; the caller sends a pickled job and waits for the reply pipe to become readable
+with ``gevent.socket.wait_read``
+(cooperative whether or not the process is monkey-patched, and with a timeout). A worker
+that overruns its deadline or dies (pocketsphinx segfaults on some bad input) is killed and
+replaced; the caller gets ``ProviderTimeout`` / ``ProviderUnavailable`` (both retryable). A
+Python exception inside the job is ``ProviderBadResponse`` (not retryable; traceback logged).
+
+A job is ``"module:function"`` plus picklable arguments, run inside the worker, where the
+module may keep loaded models in a module-level cache: models load once per worker
+process and are shared by every call that lands there.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import os
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import gevent
+import structlog
+from gevent.lock import BoundedSemaphore
+from gevent.queue import Empty, Queue
+from gevent.socket import wait_read
+
+from providers.errors import ProviderBadResponse, ProviderError, ProviderTimeout, ProviderUnavailable
+
+log = structlog.get_logger(__name__)
+
+_targets: dict[str, Callable[..., Any]] = {}
+
+
+def _resolve(target: str) -> Callable[..., Any]:
+    fn = _targets.get(target)
+    if fn is None:
+        module, _, attr = target.partition(":")
+        fn = getattr(importlib.import_module(module), attr)
+        _targets[target] = fn
+    return fn
+
+
+def _worker_main(receiver: Connection, sender: Connection) -> None:
+    """The worker process: run jobs from the pipe until told to stop or the pipe closes."""
+    conn = sender
+    while True:
+        try:
+            job = receiver.recv()
+        except (EOFError, OSError):
+            return
+        if job is None:
+            return
+        target, args, kwargs = job
+        try:
+            reply: tuple[str, Any] = ("ok", _resolve(target)(*args, **kwargs))
+        except ProviderError as e:
+            reply = ("error", e)
+        except Exception as e:
+            reply = ("crash", (f"{type(e).__name__}: {e}"[:300], traceback.format_exc(limit=8)))
+        try:
+            conn.send(reply)
+        except Exception as e:  # the result did not pickle
+            conn.send(("crash", (f"unpicklable result: {e}"[:300], "")))
+
+
+class _Worker:
+    """One worker: ``python -m providers.process_pool R W`` with two pipes.
+
+    A fresh interpreter (like multiprocessing's *spawn*, but without re-importing the
+    parent's ``__main__``, which would re-run a script that has no ``__main__`` guard).
+    """
+
+    def __init__(self, name: str) -> None:
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "providers.process_pool", str(to_child_r), str(from_child_w)],
+                pass_fds=(to_child_r, from_child_w), env=env, stdin=subprocess.DEVNULL)
+        except BaseException:
+            for fd in (to_child_r, to_child_w, from_child_r, from_child_w):
+                os.close(fd)
+            raise
+        os.close(to_child_r)
+        os.close(from_child_w)
+        self.name = name
+        self.pid = self.process.pid
+        self.sender = Connection(to_child_w, readable=False)
+        self.receiver = Connection(from_child_r, writable=False)
+
+    def exitcode(self) -> int | None:
+        return self.process.poll()
+
+    def kill(self) -> None:
+        for conn in (self.sender, self.receiver):
+            try:
+                conn.close()
+            except OSError:
+                pass
+        if self.process.poll() is None:
+            self.process.kill()
+        try:
+            self.process.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def stop(self, wait: float = 2.0) -> None:
+        try:
+            self.sender.send(None)
+            self.process.wait(timeout=wait)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        self.kill()
+
+
+class WorkerPool:
+    """A fixed number of spawned worker processes, started lazily, shared by greenlets."""
+
+    def __init__(self, name: str, size: int = 1) -> None:
+        self.name = name
+        self.size = max(1, size)
+        self._idle: Queue[_Worker] = Queue()
+        self._started = 0
+        self._start_lock = BoundedSemaphore(1)
+        self._closed = False
+        self._pid = os.getpid()
+
+    def _take(self, timeout: float) -> _Worker:
+        try:
+            return self._idle.get(block=False)
+        except Empty:
+            pass
+        with self._start_lock:
+            if self._started < self.size:
+                self._started += 1
+                try:
+                    return _Worker(f"{self.name}-worker")
+                except BaseException:
+                    self._started -= 1
+                    raise
+        try:
+            return self._idle.get(timeout=timeout)
+        except Empty:
+            raise ProviderTimeout(f"all {self.size} {self.name} workers busy for {timeout:g}s") from None
+
+    def _discard(self, worker: _Worker) -> None:
+        worker.kill()
+        self._started -= 1
+
+    def call(self, target: str, *args: Any, timeout: float, **kwargs: Any) -> Any:
+        """Run ``target(*args, **kwargs)`` in a worker; wait cooperatively at most ``timeout``."""
+        if self._closed:
+            raise ProviderUnavailable(f"{self.name} worker pool is closed")
+        deadline = time.monotonic() + timeout
+        worker = self._take(timeout)
+        return self._run_on(worker, target, args, kwargs, deadline)
+
+    def _run_on(self, worker: _Worker, target: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                deadline: float) -> Any:
+        timeout = max(0.0, deadline - time.monotonic())
+        try:
+            worker.sender.send((target, args, kwargs))
+            wait_read(worker.receiver.fileno(), timeout=max(0.0, deadline - time.monotonic()),
+                      timeout_exc=ProviderTimeout(f"{self.name} worker did not answer within {timeout:.3g}s"))
+            kind, value = worker.receiver.recv()
+        except ProviderTimeout:
+            log.warning("worker.killed", pool=self.name, reason="timeout", pid=worker.pid)
+            self._discard(worker)
+            raise
+        except (EOFError, OSError) as e:
+            log.warning("worker.died", pool=self.name, pid=worker.pid, exitcode=worker.exitcode())
+            self._discard(worker)
+            raise ProviderUnavailable(f"{self.name} worker process died") from e
+        except BaseException:
+            self._discard(worker)  # interrupted mid-job (e.g. a gevent.Timeout): state unknown
+            raise
+        self._idle.put(worker)
+        if kind == "ok":
+            return value
+        if kind == "error":
+            raise value
+        summary, trace = value
+        log.error("worker.job_failed", pool=self.name, target=target, error=summary, traceback=trace)
+        raise ProviderBadResponse(f"{self.name} model failed: {summary}")
+
+    def broadcast(self, target: str, *args: Any, timeout: float, **kwargs: Any) -> None:
+        """Run the job once in *every* worker (starting them): used to pre-load models."""
+        deadline = time.monotonic() + timeout
+        workers: list[_Worker] = []
+        try:
+            for _ in range(self.size):
+                workers.append(self._take(max(0.0, deadline - time.monotonic())))
+        except BaseException:
+            for w in workers:
+                self._idle.put(w)
+            raise
+        jobs = [gevent.spawn(self._run_on, w, target, args, kwargs, deadline) for w in workers]
+        gevent.joinall(jobs, timeout=max(0.0, deadline - time.monotonic()) + 1.0)
+        for job in jobs:
+            if not job.ready():
+                job.kill(block=False)
+                raise ProviderTimeout(f"{self.name} warm-up did not finish within {timeout:g}s")
+            job.get(block=False)  # re-raise the first failure
+
+    def close(self) -> None:
+        self._closed = True
+        if os.getpid() != self._pid:
+            return
+        while True:
+            try:
+                self._idle.get(block=False).stop()
+            except Empty:
+                break
+
+
+_pools: dict[str, WorkerPool] = {}
+_pools_lock = threading.Lock()
+
+
+def worker_pool(name: str, size: int | None = None) -> WorkerPool:
+    """The process-wide pool called ``name`` (created on first use)."""
+    with _pools_lock:
+        pool = _pools.get(name)
+        if pool is None or pool._closed:
+            n = size or int(os.environ.get("IVR_MODEL_PROCESSES", "0")) or min(2, os.cpu_count() or 1)
+            pool = _pools[name] = WorkerPool(name, n)
+        return pool
+
+
+@atexit.register
+def _close_pools() -> None:
+    for pool in list(_pools.values()):
+        pool.close()
+
+
+if __name__ == "__main__":
+    _worker_main(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False))

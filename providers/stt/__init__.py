@@ -1,0 +1,1 @@
+"""Speech-to-text: the ``STTProvider`` base (``providers.stt.base``) and one module per vendor."""
