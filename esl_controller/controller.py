@@ -29,9 +29,11 @@ import structlog
 from esl_controller import metrics
 from esl_controller.call_log import call_logger, redact_number
 from esl_controller.call_record import CallRecord, RecordSink, log_sink
+from esl_controller.call_speech import CallSpeech
 from esl_controller.errors import CallGone, CommandError, CommandTimeout, EslError, SyncModeRefused
 from esl_controller.routing import CallRoute, Routing
 from esl_controller.session import CallSession, SessionSettings
+from esl_controller.tenant_services import warm_call_path
 from esl_controller.watchdog import CallStalled, ProgressWatchdog
 
 log = structlog.get_logger(__name__)
@@ -46,6 +48,7 @@ class ControllerSettings:
     step_limit: int = 200
     answer_before_flow: bool = False     # flows answer with their first prompt node
     recordings_dir: Path = Path("var/recordings")
+    warm_up_seconds: float = 3.0         # how long a connecting call waits for its TTS/STT to load
 
 
 class CallController:
@@ -133,6 +136,14 @@ class CallController:
                 setattr(ctx, key, value)
             else:
                 ctx.extensions[key] = value
+        providers = route.services.get("providers")
+        if providers is not None:
+            # Before the flow answers: the TTS and STT the first nodes need are loaded now.
+            warm_call_path(providers, self.settings.warm_up_seconds)
+            speech = CallSpeech(providers)
+            ctx.synthesizer = ctx.synthesizer or speech
+            ctx.recognizer = ctx.recognizer or speech
+            record.latencies["providers"] = speech.usage
         if self.context_hook is not None:
             self.context_hook(ctx, route)
         runner = FlowRunner(route.flow, ctx, step_limit=self.settings.step_limit)

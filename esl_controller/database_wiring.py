@@ -93,7 +93,7 @@ def build_database_controller(database_url: str | None, *, settings: ControllerS
     url = database_url or default_url()
     engine = make_engine(url)
     if services_factory is None:
-        services_factory = _default_services_factory()
+        services_factory = _default_services_factory(var_dir)
     routing = DatabaseRouting(engine, prompt_root=var_dir / "prompts", recordings_root=var_dir / "recordings",
                               services_factory=services_factory)
     spool = var_dir / "spool" / f"controller-{os.getpid()}"
@@ -105,10 +105,8 @@ def build_database_controller(database_url: str | None, *, settings: ControllerS
     return controller, routing, [pump, _ListenerHandle(listener)]
 
 
-def _default_services_factory() -> Any:
-    """The tenant's providers (STT/TTS/LLM/embeddings) when the providers package offers them."""
-    try:
-        from providers.tenant_set import services_for_snapshot
-    except ImportError:
-        return None
-    return services_for_snapshot
+def _default_services_factory(var_dir: Path) -> Any:
+    from esl_controller.tenant_services import make_services_factory
+
+    return make_services_factory(tts_cache_root=var_dir / "tts-cache",
+                                 warm_in_background=os.environ.get("IVR_WARM_PROVIDERS", "1") != "0")

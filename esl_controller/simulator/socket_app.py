@@ -114,6 +114,9 @@ def socket_app(host: SocketHost, arg: str) -> None:
     if sock is None:
         host.note_fallback("no controller accepted the connection")
         return None
+    # The connect had a deadline; reads must not: FreeSWITCH never times out a quiet controller once
+    # the first command came (FREESWITCH-SAFETY.md), it only notices a closed connection.
+    sock.settimeout(None)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     listener = host.open_listener(sock, async_mode=async_mode, full=full)
     if async_mode:
