@@ -27,6 +27,15 @@ from scripts.cli import cli
 DEMO = ROOT / "examples" / "flows" / "demo.yaml"
 
 
+def patient(*actions) -> CallerScript:
+    """A caller who waits as long as it takes (real TTS may make the first prompt slow on a busy machine)."""
+    return CallerScript(list(actions), ring_timeout=None, max_call_seconds=3600)
+
+
+def press_at_menu(digit: str) -> CallerScript:
+    return patient(WaitForApp("play_and_get_digits", timeout=3600), Press(digit))
+
+
 def demo_v2(tmp_path: Path) -> Path:
     v2 = tmp_path / "demo-v2.yaml"
     v2.write_text(DEMO.read_text().replace('to: "1001"', 'to: "1009"'))
@@ -60,6 +69,7 @@ def sqlite_env(tmp_path, monkeypatch):
     monkeypatch.setenv("IVR_DATABASE_URL", url)
     monkeypatch.setenv("IVR_RUN_DIR", str(tmp_path / "run"))
     monkeypatch.setenv("IVR_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("IVR_WARM_PROVIDERS", "0")   # no background model loading while tests run
     monkeypatch.chdir(tmp_path)
     c = DbController(tmp_path, url)
     yield c
@@ -86,7 +96,7 @@ def test_a_call_keeps_its_flow_version_while_a_new_one_is_published(sqlite_env, 
     c = sqlite_env
     sim = FreeSwitchSimulator(speed=5)
     first = sim.place_call(socket_data=c.socket_data, domain_uuid=TENANT_UUID, domain_name=TENANT_NAME,
-                           caller=CallerScript([]))
+                           caller=patient())
     deadline = time.monotonic() + 20
     while not any("play_and_get_digits" in cmd for cmd in first.commands()):
         assert time.monotonic() < deadline
@@ -100,14 +110,14 @@ def test_a_call_keeps_its_flow_version_while_a_new_one_is_published(sqlite_env, 
     assert first.state.transferred_to.startswith("1001"), "the running call must keep version 1"
 
     second = sim.place_call(socket_data=c.socket_data, domain_uuid=TENANT_UUID, domain_name=TENANT_NAME,
-                            caller=CallerScript([WaitForApp("play_and_get_digits"), Press("1")]))
+                            caller=press_at_menu("1"))
     second.wait(timeout=30)
     assert second.state.transferred_to.startswith("1009"), "a new call takes the published version 2"
 
     rollback = CliRunner().invoke(cli, ["flows", "rollback", TENANT_NAME, "demo-main"], catch_exceptions=False)
     assert rollback.exit_code == 0 and "reloaded" in rollback.output
     third = sim.place_call(socket_data=c.socket_data, domain_uuid=TENANT_UUID, domain_name=TENANT_NAME,
-                           caller=CallerScript([WaitForApp("play_and_get_digits"), Press("1")]))
+                           caller=press_at_menu("1"))
     third.wait(timeout=30)
     assert third.state.transferred_to.startswith("1001")
 
@@ -129,7 +139,7 @@ def test_a_reload_that_fails_validation_keeps_the_running_flow(sqlite_env):
     assert "menuu" in result.output and "did you mean 'menu'" in result.output
     sim = FreeSwitchSimulator(speed=40)
     call = sim.place_call(socket_data=c.socket_data, domain_uuid=TENANT_UUID, domain_name=TENANT_NAME,
-                          caller=CallerScript([WaitForApp("play_and_get_digits"), Press("2")]))
+                          caller=press_at_menu("2"))
     call.wait(timeout=30)
     assert call.state.transferred_to.startswith("1002")
 
@@ -138,11 +148,11 @@ def test_an_unknown_tenant_reaches_the_fallback_and_abandoned_calls_are_recorded
     c = sqlite_env
     sim = FreeSwitchSimulator(speed=40)
     stranger = sim.place_call(socket_data=c.socket_data, domain_uuid="99999999-9999-4999-8999-999999999999",
-                              domain_name="nobody.example", caller=CallerScript([]))
+                              domain_name="nobody.example", caller=patient())
     stranger.wait(timeout=30)
     assert stranger.state.transferred_to.startswith("ivr_fallback")
     abandoned = sim.place_call(socket_data=c.socket_data, domain_uuid=TENANT_UUID, domain_name=TENANT_NAME,
-                               caller=CallerScript([WaitForApp("speak"), ]), )
+                               caller=patient(WaitForApp("speak", timeout=3600)))
     gevent.sleep(0.05)
     abandoned.hangup()
     abandoned.wait(timeout=30)
@@ -161,7 +171,7 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_publish_reaches_two_controller_processes_through_notify(pg_url, tmp_path):
     seed_demo(pg_url, ROOT / "examples" / "flows")
-    env = {**os.environ, "IVR_DATABASE_URL": pg_url, "IVR_VAR_DIR": str(tmp_path / "var")}
+    env = {**os.environ, "IVR_DATABASE_URL": pg_url, "IVR_VAR_DIR": str(tmp_path / "var"), "IVR_WARM_PROVIDERS": "0"}
     ports = [_free_port(), _free_port()]
     procs = [subprocess.Popen([sys.executable, "-m", "scripts.cli", "serve", "--port", str(p)],
                               cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)},
@@ -185,7 +195,7 @@ def test_publish_reaches_two_controller_processes_through_notify(pg_url, tmp_pat
         for port in ports:
             call = sim.place_call(socket_data=f"127.0.0.1:{port} async full", domain_uuid=TENANT_UUID,
                                   domain_name=TENANT_NAME,
-                                  caller=CallerScript([WaitForApp("play_and_get_digits"), Press("1")]))
+                                  caller=press_at_menu("1"))
             call.wait(timeout=30)
             assert call.state.transferred_to.startswith("1009"), port
     finally:
