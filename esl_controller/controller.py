@@ -162,7 +162,8 @@ class CallController:
         self._collect(result, ctx, record)
         outcome = result.outcome
         if session.gone:
-            record.outcome = outcome if outcome in ("hangup", "controller_hangup") else "caller_hangup"
+            ended_by_flow = ("hangup", "controller_hangup", "bridged", "transferred")
+            record.outcome = outcome if outcome in ended_by_flow else "caller_hangup"
         elif session.transferred:
             record.outcome = "transferred"
         elif outcome in ("error", "step_limit"):

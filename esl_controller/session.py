@@ -542,8 +542,8 @@ class CallSession:
         invalid = event.get(f"variable_{var}_invalid") or ""
         if result == "success" and digits:
             return DigitsResult(DigitsStatus.SUCCESS, digits=digits)
-        if invalid:
-            return DigitsResult(DigitsStatus.INVALID, invalid=invalid)
+        if invalid or digits:    # a regex miss (<var>_invalid), or fewer digits than min (<var> set, failure)
+            return DigitsResult(DigitsStatus.INVALID, invalid=invalid or digits)
         return DigitsResult(DigitsStatus.TIMEOUT)
 
     def record(self, path: str, *, max_seconds: int = 60, silence_threshold: int = 200, silence_seconds: int = 3,

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import requests
 import structlog
 
-from ivr_flows.call import Call, CallInfo
+from ivr_flows.call import Call, CallInfo, PlaybackResult, PlaybackStop
 from ivr_flows.templating import Template, TemplateVars
 
 if TYPE_CHECKING:
@@ -87,6 +87,9 @@ class FlowContext:
     step_detail: dict[str, Any] = field(default_factory=dict)
     pending_flow: Flow | None = None
     answered: bool = False
+    # Keys that cut a say/play prompt (barge-in): FreeSWITCH consumed them, so they are not in the
+    # call's DTMF queue; the next menu or collect with `type_ahead: keep` uses them.
+    typeahead: str = ""
 
     def __post_init__(self) -> None:
         if self.info is None:
@@ -144,6 +147,16 @@ class FlowContext:
     def note(self, **detail: Any) -> None:
         """Add facts to the current step of the RunResult (no secrets, no transcripts, no digits)."""
         self.step_detail.update(detail)
+
+    def keep_key(self, result: PlaybackResult) -> None:
+        """Keep the key that cut a prompt (barge-in) for the next node that reads digits."""
+        if result.stop is PlaybackStop.TERMINATOR and result.terminator:
+            self.typeahead += result.terminator
+
+    def take_typeahead(self) -> str:
+        """Keys pressed before a menu/collect: the ones that cut earlier prompts, then the queued ones."""
+        kept, self.typeahead = self.typeahead, ""
+        return kept + self.call.flush_dtmf()
 
     def enter_flow(self, flow: Flow) -> None:
         """Ask the runner to continue in `flow` (used by `goto_flow`)."""

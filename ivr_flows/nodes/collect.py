@@ -122,8 +122,8 @@ class CollectNode(Node):
 
     def run(self, ctx: FlowContext) -> str:
         ctx.ensure_answered()
-        pending = ctx.call.flush_dtmf()
-        typed = pending if self.type_ahead == "keep" else ""
+        pending = ctx.take_typeahead()
+        typed = pending[: self.max_length] if self.type_ahead == "keep" else ""
         no_input = invalid = 0
         for attempt in range(1, self.max_attempts + 1):
             result = prompt_and_get_digits(

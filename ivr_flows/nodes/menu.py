@@ -255,15 +255,14 @@ class MenuNode(Node):
         return "speech", transcript
 
     def run(self, ctx: FlowContext) -> str:
-        call = ctx.call
         speech = "speech" in self.input and ctx.recognizer is not None
         if "speech" in self.input and ctx.recognizer is None:
             ctx.log.warning("flow.menu_no_recognizer", node=ctx.node_id)
             if "dtmf" not in self.input:
                 return "error"
         ctx.ensure_answered()
-        pending = call.flush_dtmf()
-        typed = pending if self.type_ahead == "keep" else ""
+        pending = ctx.take_typeahead()
+        typed = pending[: self._max_len] if self.type_ahead == "keep" else ""
         attempts = no_input = no_match = 0
         max_no_input = self.max_no_input or self.max_attempts
         max_no_match = self.max_no_match or self.max_attempts

@@ -56,6 +56,7 @@ class PlayNode(Node):
         ctx.ensure_answered()
         result = ctx.call.playback(path, terminators=DTMF_KEYS if self.barge_in else "")
         ctx.note(stop=result.stop.value)
+        ctx.keep_key(result)
         if result.stop in (PlaybackStop.NOT_FOUND, PlaybackStop.ERROR):
             return "error"
         return "done"

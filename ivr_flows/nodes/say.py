@@ -36,6 +36,7 @@ class SayNode(Node):
         ctx.ensure_answered()
         result = speak_text(ctx, text, voice=self.voice, terminators=DTMF_KEYS if self.barge_in else "")
         ctx.note(stop=result.stop.value)
+        ctx.keep_key(result)
         if result.stop in (PlaybackStop.NOT_FOUND, PlaybackStop.ERROR):
             return "error"
         return "done"
