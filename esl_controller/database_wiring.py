@@ -7,8 +7,11 @@
 * `schema.reload_bus.ReloadListener` hears ``ivr tenants reload`` (PostgreSQL NOTIFY, or this
   process's control socket with SQLite) and answers with the reload's result or its error.
 
-SQLite calls are short blocking calls of the C library: they run in gevent's thread pool so a
-busy database file cannot stall the hub.
+Writes run in the pump's greenlet, not in gevent's thread pool: once monkey-patched, SQLAlchemy's
+pool locks and psycopg's waits are gevent primitives, which deadlock when used from a native
+thread (seen here: a write stuck for good while PostgreSQL restarted).  psycopg 3 is cooperative
+after patching; SQLite writes are short, and the controller's engine has a short busy timeout
+(a locked file spools the record instead of stalling the hub).
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ class CallRecordPump:
 
     def _write(self, row: dict[str, Any]) -> None:
         try:
-            gevent.get_hub().threadpool.apply(self.writer.write, (row,))
+            self.writer.write(row)
         except Exception:
             log.exception("call_record.write_failed", call_uuid=row.get("call_uuid"))
 
@@ -63,7 +66,7 @@ class CallRecordPump:
             gevent.sleep(self.flush_every)
             try:
                 if self.writer.pending():
-                    gevent.get_hub().threadpool.apply(self.writer.flush_spool)
+                    self.writer.flush_spool()
             except Exception:
                 log.exception("call_record.flush_failed")
 
@@ -91,7 +94,7 @@ def build_database_controller(database_url: str | None, *, settings: ControllerS
     from schema.reload_bus import ReloadListener
 
     url = database_url or default_url()
-    engine = make_engine(url)
+    engine = make_engine(url, sqlite_busy_timeout=0.25, pg_connect_timeout=3)
     if services_factory is None:
         services_factory = _default_services_factory(var_dir)
     routing = DatabaseRouting(engine, prompt_root=var_dir / "prompts", recordings_root=var_dir / "recordings",
