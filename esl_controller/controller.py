@@ -129,7 +129,8 @@ class CallController:
 
         ctx = FlowContext(call=session, vars=dict(getattr(route.flow, "vars", {}) or {}), log=session.log,
                           prompt_dir=route.prompt_dir,
-                          recordings_dir=(route.recordings_dir or self.settings.recordings_dir) / route.tenant_key,
+                          recordings_dir=(route.recordings_dir or self.settings.recordings_dir).resolve()
+                          / route.tenant_key,
                           flow_loader=route.flow_loader)
         for key, value in route.services.items():
             if hasattr(ctx, key):

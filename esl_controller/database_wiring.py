@@ -86,13 +86,15 @@ class _ListenerHandle:
 
 
 def build_database_controller(database_url: str | None, *, settings: ControllerSettings | None = None,
-                              watchdog: ProgressWatchdog | None = None, var_dir: Path = Path("var"),
+                              watchdog: ProgressWatchdog | None = None, var_dir: Path | str | None = None,
                               services_factory: Any = None) -> tuple[CallController, DatabaseRouting, list[Any]]:
     from schema.call_records import CallRecordWriter
     from schema.database import default_url, make_engine
     from schema.limits import CallLimiter
     from schema.reload_bus import ReloadListener
 
+    # Absolute: FreeSWITCH resolves a relative path against its own sounds folder.
+    var_dir = Path(var_dir or os.environ.get("IVR_VAR_DIR", "var")).resolve()
     url = database_url or default_url()
     engine = make_engine(url, sqlite_busy_timeout=0.25, pg_connect_timeout=3)
     if services_factory is None:

@@ -51,11 +51,12 @@ class DirectoryRouting:
     def __init__(self, flows_dir: Path, *, default_flow: str = "demo-main", numbers: dict[str, str] | None = None,
                  prompt_dir: Path | None = None, recordings_dir: Path | None = None,
                  tenant_name: str = "default") -> None:
-        self.flows_dir = Path(flows_dir)
+        # Absolute: FreeSWITCH resolves a relative path against its own sounds folder.
+        self.flows_dir = Path(flows_dir).resolve()
         self.default_flow = default_flow
         self.numbers = dict(numbers or {})
-        self.prompt_dir = Path(prompt_dir) if prompt_dir else self.flows_dir.parent / "prompts"
-        self.recordings_dir = Path(recordings_dir) if recordings_dir else Path("var/recordings")
+        self.prompt_dir = Path(prompt_dir).resolve() if prompt_dir else self.flows_dir.parent / "prompts"
+        self.recordings_dir = Path(recordings_dir or "var/recordings").resolve()
         self.tenant_name = tenant_name
         self._flows: dict[str, Any] = {}
         self.reload()
