@@ -49,7 +49,8 @@ def test_first_tts_times_out_second_answers_and_the_record_shows_the_fallback(tm
         call.wait(timeout=60)
         assert call.state.transferred_to.startswith("1001"), call.state.notes
         heard = call.state.heard_what
-        assert heard and heard[0].endswith(".wav"), heard       # a synthesized file, not flite's speak
+        assert heard and heard[0].endswith(".wav"), heard       # a synthesized file, not flite speak
+        assert heard[0].startswith("/"), "FreeSWITCH needs an absolute path"
         record = _wait_for_records(url, {call.uuid})[call.uuid]
         tts = [u for u in record.latencies["providers"] if u["kind"] == "tts"]
         assert tts[0]["provider"].startswith("tts:piper")
