@@ -66,17 +66,21 @@ class EslConnection:
 
     def send_nowait(self, data: bytes) -> AsyncResult:
         """Send one command; the returned slot receives its reply (or `CallGone`)."""
+        return self.send_many([data])[0]
+
+    def send_many(self, commands: list[bytes]) -> list[AsyncResult]:
+        """Send several commands in one write; one reply slot each, in order."""
         if self.closed:
             raise CallGone("disconnected", self.close_reason)
-        slot = AsyncResult()
+        slots = [AsyncResult() for _ in commands]
         with self._send_lock:
-            self._replies.append(slot)
+            self._replies.extend(slots)
             try:
-                self._sock.sendall(data)
+                self._sock.sendall(b"".join(commands) if len(commands) > 1 else commands[0])
             except OSError as exc:
                 self._shutdown(f"send failed: {exc}")
                 raise CallGone("disconnected", str(exc)) from exc
-        return slot
+        return slots
 
     # ------------------------------------------------------------------ reading
 

@@ -72,10 +72,11 @@ class Event:
     happens once, on first access.
     """
 
-    __slots__ = ("_body", "_headers", "_payload")
+    __slots__ = ("_body", "_end", "_headers", "_payload")
 
     def __init__(self, raw: bytes) -> None:
         self._body = raw
+        self._end = -2                 # where the header block ends (-2: not searched yet)
         self._headers: dict[str, str] | None = None
         self._payload = b""
 
@@ -113,7 +114,9 @@ class Event:
         if raw.startswith(needle):
             start = len(needle)
         else:
-            end = raw.find(b"\n\n")
+            end = self._end
+            if end == -2:
+                end = self._end = raw.find(b"\n\n")
             pos = raw.find(b"\n" + needle, 0, end if end >= 0 else len(raw))
             if pos < 0:
                 return None
@@ -127,7 +130,8 @@ class Event:
         return self.peek("Event-Name") or ""
 
     def get(self, key: str, default: str | None = None) -> str | None:
-        return self.headers.get(key, default)
+        value = self.peek(key)
+        return default if value is None else value
 
     def __getitem__(self, key: str) -> str:
         return self.headers[key]

@@ -142,11 +142,11 @@ class CallSession:
                 f"socket mode {mode or '?'}/{control or '?'}: the dialplan must say "
                 f"'socket <host:port> async full'")
         # Pipelined: the first application is sched_cancel (the dialplan's watchdog).
-        slots = [
-            self._conn.send_nowait(encode_execute("sched_cancel", None, event_uuid=str(uuidlib.uuid4()))),
-            self._conn.send_nowait(b"myevents\n\n"),
-            self._conn.send_nowait(f"linger {int(self.settings.linger_seconds)}\n\n".encode()),
-        ]
+        slots = self._conn.send_many([
+            encode_execute("sched_cancel", None, event_uuid=str(uuidlib.uuid4())),
+            b"myevents\n\n",
+            f"linger {int(self.settings.linger_seconds)}\n\n".encode(),
+        ])
         self.commands_sent += 3
         for what, slot in zip(("sched_cancel", "myevents", "linger"), slots, strict=True):
             frame = self._wait_slot(slot, what)
