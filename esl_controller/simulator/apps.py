@@ -2,7 +2,8 @@
 
 Small ones here: ``answer``, ``pre_answer``, ``ring_ready``, ``set``, ``unset``, ``export``,
 ``multiset``, ``log``, ``info``, ``sched_cancel``, ``sched_transfer``, ``sched_hangup``,
-``flush_dtmf``, ``hangup`` and ``park``.  Media applications are in `media` and `recording`,
+``flush_dtmf``, ``hangup`` and ``park``.  Media applications are in `media`, `recording` and
+`session_recording` (``record_session``),
 ``transfer``/``bridge`` in `routing`, ``socket`` in `socket_app`.  Any other name is an
 unknown application (DESTINATION_OUT_OF_ORDER, trace ``k1``).
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from esl_controller.simulator import media, recording, routing, socket_app
+from esl_controller.simulator import media, recording, routing, session_recording, socket_app
 from esl_controller.simulator.execution import AppFn, AppHost, park_loop
 
 
@@ -144,6 +145,8 @@ APPS: Mapping[str, AppFn] = {
     "speak": media.speak,
     "play_and_get_digits": media.play_and_get_digits,
     "record": recording.record,
+    "record_session": session_recording.record_session,
+    "stop_record_session": session_recording.stop_record_session,
     "transfer": routing.transfer,
     "bridge": routing.bridge,
     "socket": socket_app.socket_app,          # type: ignore[dict-item]  # needs a SocketHost

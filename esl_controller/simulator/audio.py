@@ -175,3 +175,41 @@ class CallerLine:
 
     def talking_at(self, at: float) -> bool:
         return any(seg.start <= at < seg.end for seg in self.segments)
+
+
+class ProgressiveWav:
+    """A WAV written while it records, as FreeSWITCH does through libsndfile: the header first
+    (with zero sizes), samples appended as they arrive, the sizes written when it is closed.
+    A reader may follow the file as it grows (the ``ask_ai`` node does)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "wb")  # noqa: SIM115 - closed by close()
+        self.samples = 0
+        self._file.write(_wav_header(0, final=False))
+        self._file.flush()
+
+    def append(self, samples: np.ndarray) -> None:
+        if len(samples) and not self._file.closed:
+            self._file.write(samples.astype("<i2").tobytes())
+            self._file.flush()
+            self.samples += len(samples)
+
+    def close(self) -> int:
+        """Fix the header's sizes; returns the file size in bytes."""
+        if not self._file.closed:
+            self._file.seek(0)
+            self._file.write(_wav_header(self.samples, final=True))
+            self._file.close()
+        return WAV_HEADER_BYTES + 2 * self.samples
+
+
+def _wav_header(samples: int, *, final: bool) -> bytes:
+    """A 44-byte PCM header; while recording (`final` False) the sizes are zero placeholders."""
+    import struct
+
+    data = 2 * samples
+    return (b"RIFF" + struct.pack("<I", 36 + data if final else 0) + b"WAVE"
+            + b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, RATE, RATE * 2, 2, 16)
+            + b"data" + struct.pack("<I", data))

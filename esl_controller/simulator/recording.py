@@ -3,7 +3,9 @@ the caller said.
 
 The file (8 kHz mono 16-bit) holds the samples of the caller's speech segments that fall
 inside the recording; silent time between segments is not written (a loopback leg sends CNG
-frames there, trace ``f1``).  The recording stops when:
+frames there, trace ``f1``).  Like FreeSWITCH, the file is written while it records (every
+``PROGRESS_STEP`` simulated seconds; header sizes fixed at the end), so a controller can follow
+it as it grows.  The recording stops when:
 
 * silence detection is on (threshold and seconds > 0) and that many seconds of quiet 20 ms
   frames passed, counted from the start and again after each voiced frame
@@ -23,12 +25,13 @@ from __future__ import annotations
 
 import math
 
-from esl_controller.simulator.audio import RATE, write_wav
+from esl_controller.simulator.audio import RATE, ProgressiveWav
 from esl_controller.simulator.execution import AppHost, wait_sim
 from esl_controller.simulator.media import terminators_of
 from esl_controller.simulator.records import Recording
 
 MAX_LIMIT_SLACK = 0.06
+PROGRESS_STEP = 0.1
 
 
 def record(host: AppHost, arg: str) -> None:
@@ -49,10 +52,13 @@ def record(host: AppHost, arg: str) -> None:
     ch.emit("RECORD_START", [("Record-File-Path", path)])
     limit = start + max_seconds + MAX_LIMIT_SLACK if max_seconds > 0 else math.inf
     stop, exhausted = "max_length", False
+    writer = ProgressiveWav(target)
     while True:
         plan = line.plan_record(start, limit, threshold, silence_seconds)
-        deadline = min(plan.stop_at, limit)
+        deadline = min(plan.stop_at, limit, clock.now() + PROGRESS_STEP)
         woke = wait_sim(host, deadline, lambda: bool(ch.dtmf) or not ch.media_ok or ch.break_flag)
+        so_far = line.captured(start, min(clock.now(), limit, plan.stop_at))
+        writer.append(so_far[writer.samples:])
         if ch.hung_up:
             stop = "hangup"
             break
@@ -81,20 +87,21 @@ def record(host: AppHost, arg: str) -> None:
     end = min(clock.now(), limit)
     if stop == "silence":
         end = min(end, line.plan_record(start, limit, threshold, silence_seconds).stop_at)
-    samples = line.captured(start, end)
-    size = write_wav(target, samples)
-    ms = len(samples) * 1000 // RATE
+    writer.append(line.captured(start, end)[writer.samples:])
+    size = writer.close()
+    samples = writer.samples
+    ms = samples * 1000 // RATE
     if exhausted:
         ch.vars.set("silence_hits_exhausted", "true")
     ch.vars.set("record_record_file_size", str(size))
     ch.vars.set("record_file_size", str(size))
     ch.vars.set("record_seconds", str(ms // 1000))
     ch.vars.set("record_ms", str(ms))
-    ch.vars.set("record_samples", str(len(samples)))
+    ch.vars.set("record_samples", str(samples))
     ch.emit("RECORD_STOP", [("Record-File-Path", path)])
     ch.vars.set("read_codec", "L16")              # the channel's codec is restored after the recording
     ch.vars.set("read_rate", str(RATE))
-    host.recorded(Recording(path, str(target), ms, len(samples), size, stop))
+    host.recorded(Recording(path, str(target), ms, samples, size, stop))
     return None
 
 

@@ -7,6 +7,7 @@ A later node type (e.g. `ask_ai`) is a `Node` subclass in its own module; pass
 
 from __future__ import annotations
 
+from ivr_flows.nodes.ask_ai import AskAiNode
 from ivr_flows.nodes.base import Edge, LoadEnv, Node, NodeProblem, Prompt
 from ivr_flows.nodes.branch import BranchNode
 from ivr_flows.nodes.business_hours import BusinessHoursNode
@@ -36,6 +37,7 @@ NODE_TYPES: dict[str, type[Node]] = {
     "branch": BranchNode,
     "goto_flow": GotoFlowNode,
     "webhook": WebhookNode,
+    "ask_ai": AskAiNode,
 }
 
 __all__ = ["NODE_TYPES", "Edge", "LoadEnv", "Node", "NodeProblem", "Prompt"]

@@ -1,0 +1,255 @@
+"""Speaking an answer while it is being written: sentences → TTS → playback, fillers, barge-in.
+
+`speak_answer(ctx, events, …) -> Spoken` consumes a queue fed by the turn's answer greenlet
+(`ivr_flows.turn_answer`): ``("say", sentence)`` items, then one ``("done", decision)``. A
+synthesis greenlet renders each sentence as soon as it arrives (the tenant's TTS chain through
+its prompt cache, ``extensions["tts"]``/``["tts_cache"]``; else the context's `Synthesizer`; else
+FreeSWITCH ``speak``), while the previous one plays: the caller hears the first sentence while
+the rest is still generated and synthesized.
+
+- The caller never waits in silence longer than `max_silence`: when no audio is ready by then
+  (counted from `quiet_since`, then from the end of each playback), the `filler` plays
+  (at most `max_fillers` times per answer).
+- Barge-in: every playback is cut by any DTMF key (``Spoken.barge_in == "dtmf"``; a key pressed
+  while nothing plays counts too), and, when a `BargeInMonitor` listens to the caller, by speech
+  (``"speech"``, the monitor breaks the media). The rest of the answer is dropped.
+
+`SentenceSplitter` cuts streamed text into sentences (a short first piece is kept with the next
+so TTS gets natural units).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import gevent
+from gevent.queue import Empty, Queue
+
+from ivr_flows.call import CallEnded, PlaybackStop
+from ivr_flows.prompts import DTMF_KEYS
+
+if TYPE_CHECKING:
+    from ivr_flows.context import FlowContext
+    from ivr_flows.speech_listen import BargeInMonitor
+
+_BOUNDARY = re.compile(r"(?<=[.!?…])[\"')\]]*\s+|\n+")
+_ABBREVIATIONS = ("dr.", "mr.", "mrs.", "ms.", "st.", "e.g.", "i.e.", "etc.", "a.m.", "p.m.", "no.", "vs.")
+
+
+_CLAUSE = re.compile(r"(?<=[,;:])\s+")
+
+
+class SentenceSplitter:
+    """Feed streamed text; get back whole sentences as soon as they are complete.
+
+    The first piece of an answer is what the caller waits for, and synthesis time grows with its
+    length: a long first sentence (over `first_max` characters) is cut after its first clause
+    (a comma, semicolon or colon past `min_chars`), so the first audio is ready sooner.
+    """
+
+    def __init__(self, min_chars: int = 12, first_max: int = 60) -> None:
+        self.min_chars = min_chars
+        self.first_max = first_max
+        self._buffer = ""
+        self._first = True
+
+    def _split_first(self, sentences: list[str]) -> list[str]:
+        if not self._first or not sentences:
+            return sentences
+        self._first = False
+        head = sentences[0]
+        if len(head) > self.first_max:
+            for match in _CLAUSE.finditer(head):
+                if self.min_chars * 2 <= match.start() and len(head) - match.end() >= self.min_chars:
+                    return [head[:match.start()], head[match.end():], *sentences[1:]]
+        return sentences
+
+    def feed(self, text: str) -> list[str]:
+        self._buffer += text
+        out: list[str] = []
+        start = 0
+        for match in _BOUNDARY.finditer(self._buffer):
+            candidate = self._buffer[start:match.start()].strip()
+            last = candidate.rsplit(" ", 1)[-1].lower() if candidate else ""
+            if not candidate or last in _ABBREVIATIONS or len(candidate) < self.min_chars:
+                continue
+            out.append(candidate)
+            start = match.end()
+        self._buffer = self._buffer[start:]
+        return self._split_first(out)
+
+    def flush(self) -> list[str]:
+        rest = " ".join(self._buffer.split())
+        self._buffer = ""
+        return self._split_first([rest] if rest else [])
+
+
+@dataclass(slots=True)
+class Spoken:
+    """What happened while answering."""
+
+    sentences: list[str] = field(default_factory=list)   # the sentences that started playing
+    decision: Any = None
+    barge_in: str | None = None          # "dtmf" | "speech"
+    dtmf: str | None = None
+    fillers: int = 0
+    first_audio_at: float | None = None  # the first sentence's audio was ready
+    first_render_ms: float | None = None # how long the first sentence took to synthesize
+    playback_started_at: float | None = None   # the first audio (maybe a filler) started
+    answer_started_at: float | None = None     # the answer's first sentence started
+    tts_providers: list[str] = field(default_factory=list)
+    timed_out: bool = False
+
+
+@dataclass(slots=True)
+class _Audio:
+    text: str
+    path: str | None
+    speak: bool
+    provider: str
+    ready_at: float
+    render_ms: float = 0.0
+
+
+def render(ctx: FlowContext, text: str, voice: str | None, timeout: float) -> _Audio:
+    """A playable file for `text` (or a note to let FreeSWITCH speak it)."""
+    tts = ctx.extensions.get("tts")
+    if tts is not None:
+        from providers.tts.render import render_prompt
+
+        rendered = render_prompt(tts, ctx.extensions.get("tts_cache"), text, voice=voice or ctx.tts_voice,
+                                 language=ctx.language, sample_rate=8000, timeout=timeout)
+        if rendered.path is not None:
+            return _Audio(text, str(rendered.path), False, rendered.provider, time.monotonic())
+        return _Audio(text, None, True, rendered.provider, time.monotonic())
+    if ctx.synthesizer is not None:
+        try:
+            path = ctx.synthesizer.synthesize(text, ctx.language, voice or ctx.tts_voice)
+            return _Audio(text, path, False, "synthesizer", time.monotonic())
+        except CallEnded:
+            raise
+        except Exception as e:
+            ctx.log.warning("flow.tts_failed", node=ctx.node_id, error=type(e).__name__, fallback="speak")
+    return _Audio(text, None, True, "speak", time.monotonic())
+
+
+def play(ctx: FlowContext, audio: _Audio) -> Any:
+    if audio.path is not None:
+        result = ctx.call.playback(audio.path, terminators=DTMF_KEYS)
+        if result.stop not in (PlaybackStop.NOT_FOUND, PlaybackStop.ERROR):
+            return result
+    return ctx.call.speak(audio.text, terminators=DTMF_KEYS)
+
+
+def speak_answer(ctx: FlowContext, events: Queue, *, quiet_since: float, max_silence: float, filler: str | None,
+                 voice: str | None = None, max_fillers: int = 3, tts_timeout: float = 10.0,
+                 deadline: float = 30.0, monitor: BargeInMonitor | None = None) -> Spoken:
+    """Play the answer's sentences as they come (see the module docstring)."""
+    spoken = Spoken()
+    ready: Queue = Queue()
+
+    def synthesize_all() -> None:
+        while True:
+            kind, value = events.get(timeout=deadline)
+            if kind == "done":
+                ready.put(("done", value))
+                return
+            if kind == "error":
+                ready.put(("error", value))
+                return
+            try:
+                began = time.monotonic()
+                audio = render(ctx, value, voice, tts_timeout)
+                audio.render_ms = round((time.monotonic() - began) * 1000, 1)
+                ready.put(("audio", audio))
+            except CallEnded:
+                raise
+            except Exception as e:
+                ctx.log.warning("flow.ask_ai_tts_failed", node=ctx.node_id, error=type(e).__name__)
+                ready.put(("audio", _Audio(value, None, True, "speak", time.monotonic())))
+
+    synth = gevent.spawn(synthesize_all)
+    filler_audio: _Audio | None = None
+    waited_since = quiet_since
+    hard_stop = time.monotonic() + deadline
+    try:
+        while True:
+            now = time.monotonic()
+            if now >= hard_stop:
+                spoken.timed_out = True
+                return spoken
+            wait = max(0.0, waited_since + max_silence - now) if filler and spoken.fillers < max_fillers \
+                else hard_stop - now
+            try:
+                kind, value = _next_ready(ctx, ready, min(wait, hard_stop - now))
+            except _KeyPressed as key:
+                spoken.barge_in, spoken.dtmf = "dtmf", key.digit
+                return spoken
+            except Empty:
+                if synth.ready() and not synth.successful():
+                    raise (synth.exception or RuntimeError("the answer's synthesis failed")) from None
+                if filler and spoken.fillers < max_fillers and time.monotonic() < hard_stop:
+                    if filler_audio is None:
+                        filler_audio = render(ctx, filler, voice, tts_timeout)
+                    spoken.fillers += 1
+                    if spoken.playback_started_at is None:
+                        spoken.playback_started_at = time.monotonic()
+                    result = play(ctx, filler_audio)
+                    if _barged(result, spoken, monitor):
+                        return spoken
+                    waited_since = time.monotonic()
+                continue
+            if kind == "done":
+                spoken.decision = value
+                return spoken
+            if kind == "error":
+                raise value
+            audio: _Audio = value
+            if spoken.first_audio_at is None:
+                spoken.first_audio_at = audio.ready_at
+                spoken.first_render_ms = audio.render_ms
+            spoken.tts_providers.append(audio.provider)
+            spoken.sentences.append(audio.text)
+            if spoken.playback_started_at is None:
+                spoken.playback_started_at = time.monotonic()
+            if spoken.answer_started_at is None:
+                spoken.answer_started_at = time.monotonic()
+            result = play(ctx, audio)
+            if _barged(result, spoken, monitor):
+                return spoken
+            waited_since = time.monotonic()
+    finally:
+        synth.kill(block=False)
+
+
+class _KeyPressed(Exception):
+    def __init__(self, digit: str) -> None:
+        super().__init__(digit)
+        self.digit = digit
+
+
+def _next_ready(ctx: FlowContext, ready: Queue, timeout: float) -> Any:
+    """The next rendered item; a key pressed while nothing plays raises `_KeyPressed`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return ready.get(timeout=max(0.0, min(0.05, deadline - time.monotonic())))
+        except Empty:
+            digit = ctx.call.read_dtmf(0)
+            if digit:
+                raise _KeyPressed(digit) from None
+            if time.monotonic() >= deadline:
+                raise
+
+
+def _barged(result: Any, spoken: Spoken, monitor: BargeInMonitor | None) -> bool:
+    if result.stop is PlaybackStop.TERMINATOR:
+        spoken.barge_in, spoken.dtmf = "dtmf", result.terminator
+        return True
+    if monitor is not None and monitor.triggered:
+        spoken.barge_in = "speech"
+        return True
+    return False
