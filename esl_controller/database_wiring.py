@@ -98,7 +98,7 @@ def build_database_controller(database_url: str | None, *, settings: ControllerS
     url = database_url or default_url()
     engine = make_engine(url, sqlite_busy_timeout=0.25, pg_connect_timeout=3)
     if services_factory is None:
-        services_factory = _default_services_factory(var_dir)
+        services_factory = _default_services_factory(var_dir, engine)
     routing = DatabaseRouting(engine, prompt_root=var_dir / "prompts", recordings_root=var_dir / "recordings",
                               services_factory=services_factory)
     spool = var_dir / "spool" / f"controller-{os.getpid()}"
@@ -110,8 +110,8 @@ def build_database_controller(database_url: str | None, *, settings: ControllerS
     return controller, routing, [pump, _ListenerHandle(listener)]
 
 
-def _default_services_factory(var_dir: Path) -> Any:
+def _default_services_factory(var_dir: Path, engine: Any) -> Any:
     from esl_controller.tenant_services import make_services_factory
 
-    return make_services_factory(tts_cache_root=var_dir / "tts-cache",
+    return make_services_factory(engine=engine, tts_cache_root=var_dir / "tts-cache",
                                  warm_in_background=os.environ.get("IVR_WARM_PROVIDERS", "1") != "0")

@@ -6,8 +6,8 @@ configuration version, so every call of the tenant shares models and HTTP sessio
 with no rows gets the local defaults (pocketsphinx, piper → flite, extractive, MiniLM).  With
 ``warm_in_background`` the primaries are loaded right away, so the first caller does not wait
 for a model; each call still warms the TTS and STT primaries with a short deadline when it
-connects, before it is answered (`warm_call_path`).  With ``secretary`` the retrieval and
-LLM services of the ``ask_ai`` node come along (`rag.services`).
+connects, before it is answered (`warm_call_path`).  Given the database engine, the retrieval
+and LLM services of the ``ask_ai`` node come along (`rag.services`).
 """
 
 from __future__ import annotations
@@ -36,13 +36,14 @@ def warm_call_path(providers: Any, timeout: float) -> None:
     gevent.joinall(jobs, timeout=timeout)
 
 
-def make_services_factory(*, tts_cache_root: Path | None = None, warm_in_background: bool = True,
-                          secretary: bool = True) -> Any:
+def make_services_factory(*, engine: Any = None, tts_cache_root: Path | None = None,
+                          warm_in_background: bool = True) -> Any:
+    """``snapshot -> services``; with ``engine`` the tenant's calls also get the secretary (``ask_ai``)."""
     def services_for_snapshot(snapshot: Any) -> dict[str, Any]:
         providers = build_tenant_providers(snapshot, tts_cache_root=tts_cache_root)
         services: dict[str, Any] = {"providers": providers}
-        if secretary:
-            services.update(_secretary_services(snapshot, providers))
+        if engine is not None:
+            services.update(_secretary_services(engine, snapshot, providers))
         if warm_in_background:
             gevent.spawn(providers.warm_up, 120.0)
         return services
@@ -50,14 +51,14 @@ def make_services_factory(*, tts_cache_root: Path | None = None, warm_in_backgro
     return services_for_snapshot
 
 
-def _secretary_services(snapshot: Any, providers: Any) -> dict[str, Any]:
-    """Retrieval over the tenant's documents and the LLM chain, for ``ask_ai``."""
+def _secretary_services(engine: Any, snapshot: Any, providers: Any) -> dict[str, Any]:
+    """Retrieval over the tenant's documents and its LLM/STT/TTS chains, for ``ask_ai``."""
+    from rag.services import secretary_services, tenant_retriever
+
     try:
-        from rag.services import tenant_secretary_services
-    except ImportError:
-        return {}
-    try:
-        return tenant_secretary_services(snapshot, providers)
+        retriever = tenant_retriever(engine, snapshot.tenant_id, providers.embeddings)
     except Exception:
-        log.exception("tenant_services.secretary_unavailable", tenant=snapshot.domain_name)
-        return {}
+        # No index yet, or an index built by another embedding model: the node answers "unsure".
+        log.exception("tenant_services.retriever_unavailable", tenant=snapshot.domain_name)
+        retriever = None
+    return secretary_services(providers, retriever)

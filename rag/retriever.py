@@ -158,10 +158,3 @@ def _ms(a: float, b: float) -> float:
 
 def _call_here(fn: Callable[[], T]) -> T:
     return fn()
-
-
-def threadpool_call(fn: Callable[[], T]) -> T:
-    """Run a blocking database call (SQLite) in gevent's thread pool."""
-    import gevent
-
-    return gevent.get_hub().threadpool.apply(fn)  # type: ignore[no-any-return]

@@ -11,7 +11,10 @@ keys that are `FlowContext` attributes and puts the others into ``ctx.extensions
     "tts_cache"  the tenant's `TTSCache` (fillers and repeated answers are synthesized once)
 
 `tenant_retriever(engine, tenant_id, embeddings)` builds the tenant's retriever for the backend
-in `RagSettings` (faiss files or pgvector), with database reads off the gevent hub for SQLite.
+in `RagSettings` (faiss files or pgvector).  Its database reads run in the call's greenlet, not
+in gevent's thread pool: once monkey-patched, SQLAlchemy's pool locks are gevent primitives,
+which can deadlock from a native thread (seen with PostgreSQL restarting under the call-record
+writer); chunk reads by id are short on SQLite and cooperative on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from providers.embeddings.base import EmbeddingProvider
-from rag.retriever import Retriever, threadpool_call
+from rag.retriever import Retriever
 from rag.settings import RagSettings, open_index
 from schema.database import make_session_factory
 from schema.store import TenantStore
@@ -46,8 +49,7 @@ def tenant_retriever(engine: Engine, tenant_id: int, embeddings: EmbeddingProvid
     settings = settings or RagSettings.from_env()
     store = TenantStore(make_session_factory(engine), tenant_id)
     index = open_index(settings, tenant_id, engine)
-    db_call = threadpool_call if engine.dialect.name == "sqlite" else None
-    return Retriever(store, index, embeddings, k=k, timeout=timeout, db_call=db_call)
+    return Retriever(store, index, embeddings, k=k, timeout=timeout, db_call=None)
 
 
 def tenant_embeddings(store: TenantStore) -> EmbeddingProvider:
