@@ -10,7 +10,6 @@ go in.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,11 +30,6 @@ from schema.errors import SchemaError
 from schema.store import TenantStore
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-# transformers loads weights with a ThreadPoolExecutor; started from a gevent thread-pool thread in
-# a monkey-patched process, its worker is never joined and the process hangs at exit. Load
-# synchronously (providers/embeddings/sentence_transformers.py should set this too; reported).
-os.environ.setdefault("HF_DEACTIVATE_ASYNC_LOAD", "1")
 
 
 def _options(func: F) -> F:

@@ -31,6 +31,9 @@ class SentenceTransformerSettings(EmbeddingSettings):
 
 def _load(path: str) -> Any:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # transformers loads weights in a background thread by default; in a gevent-patched process
+    # that thread never lets the interpreter exit.  Load synchronously (we are in a pool thread).
+    os.environ.setdefault("HF_DEACTIVATE_ASYNC_LOAD", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     from sentence_transformers import SentenceTransformer
