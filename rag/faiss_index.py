@@ -24,7 +24,6 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
 import threading
 import time
 import uuid
@@ -37,6 +36,7 @@ from typing import Any
 import numpy as np
 import structlog
 
+from providers.audio import atomic_write
 from providers.errors import ProviderTimeout
 from providers.offload import run_in_thread
 from rag.errors import IndexMissing, RetrievalFailed, VectorIndexError
@@ -57,36 +57,6 @@ class _Loaded:
 
 _cache: dict[str, _Loaded] = {}
 _cache_lock = threading.Lock()
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
 
 
 def new_flat_index(dimension: int) -> Any:
@@ -256,11 +226,11 @@ class FaissIndex:
         data = faiss.serialize_index(index).tobytes()
         name = f"index-{generation}.faiss"
         try:
-            _atomic_write(self.folder / name, data)
+            atomic_write(self.folder / name, data)
             manifest = {"format": FORMAT, "model": model, "dimension": dimension, "count": int(index.ntotal),
                         "file": name, "sha256": hashlib.sha256(data).hexdigest(), "generation": generation,
                         "updated_at": time.time(), "kind": "IndexIDMap2(IndexFlatIP)"}
-            _atomic_write(self.folder / MANIFEST, json.dumps(manifest, indent=1).encode())
+            atomic_write(self.folder / MANIFEST, json.dumps(manifest, indent=1).encode())
         except OSError as e:
             (self.folder / name).unlink(missing_ok=True)
             raise VectorIndexError(f"cannot write the index under {self.folder}: {e}") from e
