@@ -50,9 +50,10 @@ def test_a_spoken_question_is_answered_from_the_tenants_documents(tmp_path: Path
         call.wait(timeout=30)
         record = _wait_for_records(url, {call.uuid}, timeout=30)[call.uuid]
         assert record.turns, record.path
-        first = record.turns[0]
-        sources = " ".join(str(s) for s in first.get("sources", []))
-        assert "hours.md" in sources, first
-        assert first.get("answer"), first
+        # On a starved machine the simulator's recording can pause mid-question, so the question may
+        # arrive in two turns (the second cutting the first answer): one turn must answer from hours.md.
+        answered = [t for t in record.turns if t.get("answer")]
+        assert answered, record.turns
+        assert any("hours.md" in " ".join(str(s) for s in t.get("sources", [])) for t in answered), answered
     finally:
         c.stop()
