@@ -184,6 +184,21 @@ class Frame:
         return f"Frame({self.content_type!r}, {len(self.body)} bytes)"
 
 
+_EVENT_TAIL = b"\nContent-Type: text/event-plain"
+_OK_REPLY = b"Content-Type: command/reply\nReply-Text: +OK"
+
+
+def _common_outer_block(block: bytes) -> dict[str, str] | None:
+    """The two outer blocks most frames have (an event's, a bare ``+OK``), without a general parse."""
+    if block.startswith(b"Content-Length: ") and block.endswith(_EVENT_TAIL):
+        length = block[16: len(block) - len(_EVENT_TAIL)]
+        if length.isdigit():
+            return {"Content-Length": length.decode(), "Content-Type": "text/event-plain"}
+    elif block == _OK_REPLY:
+        return {"Content-Type": "command/reply", "Reply-Text": "+OK"}
+    return None
+
+
 class EslParser:
     """Incremental ESL frame parser: ``feed(bytes) -> list[Frame]``.
 
@@ -234,8 +249,10 @@ class EslParser:
                     raise ProtocolError(f"header block longer than {self.max_header} bytes")
                 block = bytes(buf[:end])
                 del buf[: end + 2]
-                decode_outer = b"\nEvent-Name: " in block or block.startswith(b"Event-Name: ")
-                headers = parse_header_block(block, decode=decode_outer)
+                headers = _common_outer_block(block)
+                if headers is None:
+                    decode_outer = b"\nEvent-Name: " in block or block.startswith(b"Event-Name: ")
+                    headers = parse_header_block(block, decode=decode_outer)
                 length = headers.get("Content-Length")
                 if length is None:
                     frames.append(Frame(headers))
