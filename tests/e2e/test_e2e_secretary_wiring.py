@@ -28,9 +28,14 @@ def test_a_spoken_question_is_answered_from_the_tenants_documents(tmp_path: Path
     monkeypatch.setenv("IVR_DATABASE_URL", url)
     c = DbController(tmp_path, url)           # seeds the demo tenant and starts the controller
     try:
+        # The rag tests' secretary, with a lower retrieval threshold: this test checks the wiring, and
+        # pocketsphinx sometimes hears "opening our", whose best passage scores just under 0.3.
+        flow = tmp_path / "secretary.yaml"
+        flow.write_text((ROOT / "tests" / "rag" / "flows" / "secretary.yaml").read_text()
+                        .replace("min_score: 0.3", "min_score: 0.2"))
         runner = CliRunner()
         for args in (["docs", "ingest", TENANT_NAME, str(ROOT / "examples" / "knowledge")],
-                     ["flows", "publish", TENANT_NAME, str(ROOT / "tests" / "rag" / "flows" / "secretary.yaml")],
+                     ["flows", "publish", TENANT_NAME, str(flow)],
                      ["tenants", "route", TENANT_NAME, "5000", "secretary"],
                      ["tenants", "reload", TENANT_NAME]):
             result = runner.invoke(cli, args, catch_exceptions=False)
@@ -53,7 +58,7 @@ def test_a_spoken_question_is_answered_from_the_tenants_documents(tmp_path: Path
         # On a starved machine the simulator's recording can pause mid-question, so the question may
         # arrive in two turns (the second cutting the first answer): one turn must answer from hours.md.
         answered = [t for t in record.turns if t.get("answer")]
-        assert answered, record.turns
+        assert answered, repr([{k: v for k, v in t.items() if k != "latency_ms"} for t in record.turns])[:1500]
         assert any("hours.md" in " ".join(str(s) for s in t.get("sources", [])) for t in answered), answered
     finally:
         c.stop()
