@@ -170,3 +170,20 @@ class HTTPClient:
             raise ProviderUnavailable(f"stream broken: {type(e).__name__}", provider=self.provider) from e
         finally:
             resp.close()
+
+
+class GoogleKeyHTTP:
+    """Mixin for Google REST providers: an `HTTPClient` on ``settings.base_url`` sending the tenant's
+    ``api_key`` in ``x-goog-api-key``, opened at warm-up and closed with the provider."""
+
+    http: HTTPClient
+
+    def _configure(self) -> None:
+        self.http = HTTPClient(self.settings.base_url, provider=self.label,  # type: ignore[attr-defined]
+                               headers={"x-goog-api-key": self.secret("api_key")})  # type: ignore[attr-defined]
+
+    def warm_up(self) -> None:
+        _ = self.http.session
+
+    def close(self) -> None:
+        self.http.close()

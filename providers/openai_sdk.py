@@ -36,3 +36,23 @@ def azure_openai_client(settings: Any, api_key: str) -> Any:
 
     return openai.AzureOpenAI(api_key=api_key, azure_endpoint=settings.endpoint, api_version=settings.api_version,
                               azure_deployment=settings.deployment, max_retries=0, timeout=settings.timeout)
+
+
+class OpenAIClientOwner:
+    """Mixin for providers that talk through the ``openai`` SDK: one client, made on first use
+    (or at warm-up) from the provider's settings and its ``api_key`` secret, closed with the provider."""
+
+    _client: Any = None
+
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = openai_client(self.settings, self.secret("api_key"))  # type: ignore[attr-defined]
+        return self._client
+
+    def warm_up(self) -> None:
+        self.client()
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None

@@ -10,7 +10,7 @@ import numpy as np
 from providers.base import ProviderSettings
 from providers.embeddings.base import EmbeddingProvider, EmbeddingSettings, Purpose
 from providers.errors import ProviderBadResponse
-from providers.openai_sdk import OpenAIConnection, openai_client
+from providers.openai_sdk import OpenAIClientOwner, OpenAIConnection
 from providers.sdk_errors import sdk_errors
 
 _KNOWN = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
@@ -20,23 +20,14 @@ class OpenAIEmbeddingSettings(EmbeddingSettings, OpenAIConnection):
     model: str = "text-embedding-3-small"
 
 
-class OpenAIEmbeddings(EmbeddingProvider):
+class OpenAIEmbeddings(OpenAIClientOwner, EmbeddingProvider):
     name: ClassVar[str] = "openai"
     settings_model: ClassVar[type[ProviderSettings]] = OpenAIEmbeddingSettings
     settings: OpenAIEmbeddingSettings
     required_secrets: ClassVar[tuple[str, ...]] = ("api_key",)
 
     def _configure(self) -> None:
-        self._client: Any = None
         self.default_dimension = _KNOWN.get(self.settings.model)  # type: ignore[misc]
-
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = openai_client(self.settings, self.secret("api_key"))
-        return self._client
-
-    def warm_up(self) -> None:
-        self.client()
 
     def _embed(self, texts: list[str], *, purpose: Purpose, timeout: float) -> np.ndarray:
         kwargs: dict[str, Any] = {"model": self.settings.model, "input": texts, "encoding_format": "float",

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from providers.base import ProviderSettings
 from providers.errors import ProviderBadResponse
-from providers.http import HTTPClient
+from providers.http import GoogleKeyHTTP
 from providers.llm.base import (
     ChatMessage,
     LLMChunk,
@@ -60,21 +60,12 @@ def to_gemini(messages: list[ChatMessage]) -> tuple[str, list[dict[str, Any]]]:
     return "\n\n".join(system), contents
 
 
-class GeminiLLM(LLMProvider):
+class GeminiLLM(GoogleKeyHTTP, LLMProvider):
     name: ClassVar[str] = "gemini"
     settings_model: ClassVar[type[ProviderSettings]] = GeminiSettings
     settings: GeminiSettings
     required_secrets: ClassVar[tuple[str, ...]] = ("api_key",)
 
-    def _configure(self) -> None:
-        self.http = HTTPClient(self.settings.base_url, provider=self.label,
-                               headers={"x-goog-api-key": self.secret("api_key")})
-
-    def warm_up(self) -> None:
-        _ = self.http.session
-
-    def close(self) -> None:
-        self.http.close()
 
     def _body(self, messages: list[ChatMessage], tools: list[ToolSpec]) -> dict[str, Any]:
         system, contents = to_gemini(messages)

@@ -13,7 +13,7 @@ from pydantic import Field
 from providers.audio import AudioClip
 from providers.base import ProviderSettings
 from providers.errors import ProviderBadResponse
-from providers.http import HTTPClient
+from providers.http import GoogleKeyHTTP
 from providers.stt.base import STTProvider, STTSettings, Transcript
 
 
@@ -24,21 +24,12 @@ class GoogleSTTSettings(STTSettings):
     hint_boost: float = 10.0
 
 
-class GoogleSTT(STTProvider):
+class GoogleSTT(GoogleKeyHTTP, STTProvider):
     name: ClassVar[str] = "google"
     settings_model: ClassVar[type[ProviderSettings]] = GoogleSTTSettings
     settings: GoogleSTTSettings
     required_secrets: ClassVar[tuple[str, ...]] = ("api_key",)
 
-    def _configure(self) -> None:
-        self.http = HTTPClient(self.settings.base_url, provider=self.label,
-                               headers={"x-goog-api-key": self.secret("api_key")})
-
-    def warm_up(self) -> None:
-        _ = self.http.session
-
-    def close(self) -> None:
-        self.http.close()
 
     def _transcribe(self, audio: AudioClip, *, language: str | None, hints: list[str] | None,
                     timeout: float) -> Transcript:

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from providers.audio import AudioClip
 from providers.base import ProviderSettings
 from providers.errors import ProviderBadResponse
-from providers.openai_sdk import OpenAIConnection, openai_client
+from providers.openai_sdk import OpenAIClientOwner, OpenAIConnection
 from providers.sdk_errors import sdk_errors
 from providers.stt.base import STTProvider, STTSettings, Transcript
 
@@ -22,27 +22,12 @@ class OpenAISTTSettings(STTSettings, OpenAIConnection):
     sample_rate: int = 16000
 
 
-class OpenAISTT(STTProvider):
+class OpenAISTT(OpenAIClientOwner, STTProvider):
     name: ClassVar[str] = "openai"
     settings_model: ClassVar[type[ProviderSettings]] = OpenAISTTSettings
     settings: OpenAISTTSettings
     required_secrets: ClassVar[tuple[str, ...]] = ("api_key",)
 
-    def _configure(self) -> None:
-        self._client: Any = None
-
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = openai_client(self.settings, self.secret("api_key"))
-        return self._client
-
-    def warm_up(self) -> None:
-        self.client()
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
 
     def _transcribe(self, audio: AudioClip, *, language: str | None, hints: list[str] | None,
                     timeout: float) -> Transcript:

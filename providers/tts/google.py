@@ -13,7 +13,7 @@ from pydantic import Field
 from providers.audio import AudioClip
 from providers.base import ProviderSettings
 from providers.errors import ProviderBadResponse
-from providers.http import HTTPClient
+from providers.http import GoogleKeyHTTP
 from providers.tts.base import SpeakInstead, TTSProvider, TTSSettings
 
 
@@ -24,21 +24,12 @@ class GoogleTTSSettings(TTSSettings):
     sample_rate: Literal[8000, 16000] = 8000
 
 
-class GoogleTTS(TTSProvider):
+class GoogleTTS(GoogleKeyHTTP, TTSProvider):
     name: ClassVar[str] = "google"
     settings_model: ClassVar[type[ProviderSettings]] = GoogleTTSSettings
     settings: GoogleTTSSettings
     required_secrets: ClassVar[tuple[str, ...]] = ("api_key",)
 
-    def _configure(self) -> None:
-        self.http = HTTPClient(self.settings.base_url, provider=self.label,
-                               headers={"x-goog-api-key": self.secret("api_key")})
-
-    def warm_up(self) -> None:
-        _ = self.http.session
-
-    def close(self) -> None:
-        self.http.close()
 
     def _synthesize(self, text: str, *, voice: str | None, language: str | None,
                     timeout: float) -> AudioClip | SpeakInstead:

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from providers.audio import AudioClip, pcm_clip
 from providers.base import ProviderSettings
-from providers.openai_sdk import OpenAIConnection, openai_client
+from providers.openai_sdk import OpenAIClientOwner, OpenAIConnection
 from providers.sdk_errors import sdk_errors
 from providers.tts.base import SpeakInstead, TTSProvider, TTSSettings
 
@@ -21,27 +21,12 @@ class OpenAITTSSettings(TTSSettings, OpenAIConnection):
     instructions: str | None = None   # speaking style, for models that take it
 
 
-class OpenAITTS(TTSProvider):
+class OpenAITTS(OpenAIClientOwner, TTSProvider):
     name: ClassVar[str] = "openai"
     settings_model: ClassVar[type[ProviderSettings]] = OpenAITTSSettings
     settings: OpenAITTSSettings
     required_secrets: ClassVar[tuple[str, ...]] = ("api_key",)
 
-    def _configure(self) -> None:
-        self._client: Any = None
-
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = openai_client(self.settings, self.secret("api_key"))
-        return self._client
-
-    def warm_up(self) -> None:
-        self.client()
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
 
     def voice_id(self, voice: str | None = None) -> str:
         return f"{self.settings.model}/{voice or self.settings.voice}"

@@ -61,8 +61,8 @@ def test_sqlite_tables_never_reuse_ids(sqlite_url: str) -> None:
 
 @pytest.mark.postgres
 def test_postgres_migrates_up_from_empty(pg_url: str) -> None:
-    # _check_migrated asserts the revision, the tables, and that autogenerate finds nothing to add.
-    _check_migrated(pg_url)
+    _check_migrated(pg_url)   # asserts the revision, the tables, and that autogenerate finds nothing to add
+    assert current_revision(pg_url) == head_revision()
 
 
 def test_default_url_is_relative_sqlite_unless_env(monkeypatch: pytest.MonkeyPatch) -> None:
