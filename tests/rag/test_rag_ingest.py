@@ -1,10 +1,10 @@
 """Ingesting into a real SQLite database and real faiss files: updates, atomic index writes, repair,
-tenant isolation, embedding-model identity, the `ivr docs` commands, and the pgvector backend."""
+tenant isolation, embedding-model identity and the `ivr docs` commands. (The pgvector backend, and
+the index contract both backends share, are tested in test_rag_pgvector.py.)"""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -188,35 +188,6 @@ def test_docs_commands(tmp_path: Path, tenants: dict[str, Any]) -> None:
     assert result.exit_code == 0 and "removed" in result.stdout
     result = runner.invoke(docs, ["search", "nobody.example", "x", *base])
     assert result.exit_code == 1 and "nobody.example" in result.output
-
-
-@pytest.mark.postgres
-def test_pgvector_backend(tmp_path: Path) -> None:
-    url = os.environ.get("IVR_TEST_PG_URL")
-    if not url:
-        pytest.skip("IVR_TEST_PG_URL is not set")
-    from sqlalchemy import text
-
-    from rag.pgvector_index import PgVectorIndex
-    from schema.database import make_engine
-
-    engine = make_engine(url)
-    with engine.connect() as conn:
-        available = conn.execute(text("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")).first()
-    index = PgVectorIndex(engine, 424242)
-    if available is None:
-        with pytest.raises(VectorIndexError, match="pgvector extension is not available"):
-            index.info()
-        return
-    index.drop()
-    vectors = HashEmbeddings().embed(["porcelain crown", "free parking"])
-    info = index.apply(model="m", dimension=256, remove=[], add_ids=[1, 2], add_vectors=vectors)
-    assert info.count == 2
-    hits = index.search(HashEmbeddings().embed(["crown"])[0], 2, timeout=5)
-    assert hits[0].chunk_id == 1
-    with pytest.raises(VectorIndexError, match="refusing"):
-        index.apply(model="other", dimension=256, remove=[], add_ids=[3], add_vectors=vectors[:1])
-    index.drop()
 
 
 def test_services_for_the_controller(tmp_path: Path, tenants: dict[str, Any]) -> None:
