@@ -8,6 +8,7 @@ plenty for speech between the telephone rates (8/16 kHz) and vendor rates (22.05
 from __future__ import annotations
 
 import io
+import math
 import os
 import tempfile
 import wave
@@ -145,6 +146,51 @@ def resample(samples: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
         # Smooth the interpolation's images above the old Nyquist frequency.
         y = np.convolve(y, _lowpass_taps(0.45 * src_rate / dst_rate), mode="same")
     return y
+
+
+class StreamResampler:
+    """`resample` over audio that arrives in pieces (a caller still speaking).
+
+    `feed(samples)` returns the output samples that are final: the same values `resample` gives
+    for the whole stream, because each call resamples only a window reaching `CONTEXT` input
+    samples back (both filters are local, and the window starts on a sample where input and
+    output grids meet), and the last `HOLD` output samples, which the window's right edge still
+    affects, wait for more input or for `flush`.
+    """
+
+    CONTEXT = 256
+    HOLD = 128
+
+    def __init__(self, src_rate: int, dst_rate: int) -> None:
+        self.src_rate = src_rate
+        self.dst_rate = dst_rate
+        self._step = src_rate // math.gcd(src_rate, dst_rate)   # input grid points that map to whole outputs
+        self._input = np.zeros(0, dtype=np.float32)
+        self.done = 0                                            # output samples returned so far
+
+    def feed(self, samples: np.ndarray) -> np.ndarray:
+        self._input = np.concatenate([self._input, np.asarray(samples, dtype=np.float32)])
+        return self._take(final=False)
+
+    def flush(self) -> np.ndarray:
+        """Whatever is still held back (call when the stream ends)."""
+        return self._take(final=True)
+
+    def rewind(self) -> None:
+        """Start returning output from the beginning again (all input so far is kept)."""
+        self.done = 0
+
+    def _take(self, *, final: bool) -> np.ndarray:
+        start = max(0, self.done * self.src_rate // self.dst_rate - self.CONTEXT)
+        start -= start % self._step
+        offset = start * self.dst_rate // self.src_rate
+        out = resample(self._input[start:], self.src_rate, self.dst_rate)
+        end = offset + len(out) - (0 if final else self.HOLD)
+        if end <= self.done:
+            return np.zeros(0, dtype=np.float32)
+        piece = out[self.done - offset:end - offset]
+        self.done = end
+        return piece
 
 
 def pcm_clip(data: bytes, sample_rate: int, **kwargs: Any) -> AudioClip:

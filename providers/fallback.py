@@ -44,6 +44,7 @@ from providers.llm.base import (
     coerce_messages,
 )
 from providers.stt.base import STTProvider, Transcript
+from providers.stt.stream import ChainSTTStream, STTStream
 from providers.tts.base import SpeakInstead, TTSProvider
 
 log = structlog.get_logger(__name__)
@@ -168,6 +169,10 @@ class FallbackSTT(_FallbackMixin[STTProvider], STTProvider):
     def _transcribe(self, audio: AudioClip, *, language: str | None, hints: list[str] | None,
                     timeout: float) -> Transcript:
         return self.transcribe(audio, language=language, hints=hints, timeout=timeout)
+
+    def open_stream(self, sample_rate: int, *, language: str | None = None,
+                    hints: list[str] | None = None) -> STTStream:
+        return ChainSTTStream(self, sample_rate, language=language, hints=hints)
 
 
 class FallbackTTS(_FallbackMixin[TTSProvider], TTSProvider):

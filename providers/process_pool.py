@@ -172,8 +172,15 @@ class WorkerPool:
         worker = self._take(timeout)
         return self._run_on(worker, target, args, kwargs, deadline)
 
+    def lease(self, timeout: float) -> WorkerLease:
+        """One worker for the caller alone until `WorkerLease.release` (a job with state across calls,
+        like a streaming decoder); `ProviderTimeout` if none is free within `timeout`."""
+        if self._closed:
+            raise ProviderUnavailable(f"{self.name} worker pool is closed")
+        return WorkerLease(self, self._take(timeout))
+
     def _run_on(self, worker: _Worker, target: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-                deadline: float) -> Any:
+                deadline: float, *, keep: bool = False) -> Any:
         timeout = max(0.0, deadline - time.monotonic())
         try:
             worker.sender.send((target, args, kwargs))
@@ -191,7 +198,8 @@ class WorkerPool:
         except BaseException:
             self._discard(worker)  # interrupted mid-job (e.g. a gevent.Timeout): state unknown
             raise
-        self._idle.put(worker)
+        if not keep:
+            self._idle.put(worker)
         if kind == "ok":
             return value
         if kind == "error":
@@ -228,6 +236,45 @@ class WorkerPool:
                 self._idle.get(block=False).stop()
             except Empty:
                 break
+
+
+class WorkerLease:
+    """A worker taken from its pool by one caller: jobs run on it, one at a time, in order.
+
+    A job that times out or dies discards the worker (as in `WorkerPool.call`); later calls
+    raise `ProviderUnavailable`. `release` gives a healthy worker back to the pool.
+    """
+
+    def __init__(self, pool: WorkerPool, worker: _Worker) -> None:
+        self.pool = pool
+        self.worker: _Worker | None = worker
+        self._lock = BoundedSemaphore(1)
+
+    def call(self, target: str, *args: Any, timeout: float, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            worker = self.worker
+            if worker is None:
+                raise ProviderUnavailable(f"{self.pool.name} worker lease was lost or released")
+            try:
+                return self.pool._run_on(worker, target, args, kwargs, deadline, keep=True)
+            except (ProviderTimeout, ProviderUnavailable):
+                self.worker = None   # discarded by _run_on
+                raise
+            except ProviderError:
+                raise                # the job failed; the worker is fine
+            except BaseException:
+                self.worker = None   # interrupted mid-job: discarded by _run_on
+                raise
+
+    def release(self) -> None:
+        worker, self.worker = self.worker, None
+        if worker is None:
+            return
+        if self.pool._closed:
+            worker.stop()
+        else:
+            self.pool._idle.put(worker)
 
 
 _pools: dict[str, WorkerPool] = {}

@@ -1,4 +1,5 @@
-"""The STT capability: ``STTProvider.transcribe(audio, language=, hints=) -> Transcript``.
+"""The STT capability: ``STTProvider.transcribe(audio, language=, hints=) -> Transcript``, and
+``open_stream(...)`` to feed audio while the caller speaks (`providers.stt.stream`).
 
 Vendors implement ``_transcribe`` only; the base adds the deadline, retries and a log line
 (the transcript itself is never logged, only its length and confidence).
@@ -9,12 +10,15 @@ from __future__ import annotations
 import abc
 import time
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
 
 from providers.audio import AudioClip
 from providers.base import Provider, ProviderSettings
+
+if TYPE_CHECKING:
+    from providers.stt.stream import STTStream
 
 log = structlog.get_logger(__name__)
 
@@ -55,6 +59,14 @@ class STTProvider(Provider):
                  chars=len(result.text), confidence=result.confidence,
                  latency_ms=round((time.monotonic() - started) * 1000, 1))
         return result
+
+    def open_stream(self, sample_rate: int, *, language: str | None = None,
+                    hints: list[str] | None = None) -> STTStream:
+        """A stream to feed audio as it is recorded (`providers.stt.stream`); this base one
+        transcribes the kept audio on demand, engines that decode incrementally override it."""
+        from providers.stt.stream import STTStream
+
+        return STTStream(self, sample_rate, language=language or self.settings.language, hints=hints)
 
     @abc.abstractmethod
     def _transcribe(self, audio: AudioClip, *, language: str | None, hints: list[str] | None,
