@@ -1,11 +1,11 @@
 """Speaking an answer while it is being written: sentences → TTS → playback, fillers, barge-in.
 
-`speak_answer(ctx, events, …) -> Spoken` consumes a queue fed by the turn's answer greenlet
-(`ivr_flows.turn_answer`): ``("say", sentence)`` items, then one ``("done", decision)``. A
-synthesis greenlet renders each sentence as soon as it arrives (the tenant's TTS chain through
-its prompt cache, ``extensions["tts"]``/``["tts_cache"]``; else the context's `Synthesizer`; else
-FreeSWITCH ``speak``), while the previous one plays: the caller hears the first sentence while
-the rest is still generated and synthesized.
+`speak_answer(ctx, synthesis, …) -> Spoken` plays what a `Synthesis` renders from a queue fed by
+the turn's answer greenlet (`ivr_flows.turn_answer`): ``("say", sentence)`` items, then one
+``("done", decision)``. The synthesis greenlet renders each sentence as soon as it arrives (the
+tenant's TTS chain through its prompt cache, ``extensions["tts"]``/``["tts_cache"]``; else the
+context's `Synthesizer`; else FreeSWITCH ``speak``), while the previous one plays: the caller
+hears the first sentence while the rest is still generated and synthesized.
 
 - The caller never waits in silence longer than `max_silence`: when no audio is ready by then
   (counted from `quiet_since`, then from the end of each playback), the `filler` plays
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -144,34 +145,55 @@ def play(ctx: FlowContext, audio: _Audio) -> Any:
     return ctx.call.speak(audio.text, terminators=DTMF_KEYS)
 
 
-def speak_answer(ctx: FlowContext, events: Queue, *, quiet_since: float, max_silence: float, filler: str | None,
-                 voice: str | None = None, max_fillers: int = 3, tts_timeout: float = 10.0,
-                 deadline: float = 30.0, monitor: BargeInMonitor | None = None) -> Spoken:
-    """Play the answer's sentences as they come (see the module docstring)."""
-    spoken = Spoken()
-    ready: Queue = Queue()
+class Synthesis:
+    """Renders the answer's sentences as they arrive on `events` (a greenlet), into `ready`.
 
-    def synthesize_all() -> None:
+    Started with the answer, possibly before the caller has finished (a preemptive answer): the
+    audio waits in `ready` until `speak_answer` plays it; `kill` drops it.
+    """
+
+    def __init__(self, ctx: FlowContext, events: Queue, *, voice: str | None = None, tts_timeout: float = 10.0,
+                 deadline: float = 30.0) -> None:
+        self.ctx = ctx
+        self.events = events
+        self.voice = voice
+        self.tts_timeout = tts_timeout
+        self.deadline = deadline
+        self.ready: Queue = Queue()
+        self.job = gevent.spawn(self._run)
+
+    def _run(self) -> None:
+        ctx = self.ctx
         while True:
-            kind, value = events.get(timeout=deadline)
-            if kind == "done":
-                ready.put(("done", value))
-                return
-            if kind == "error":
-                ready.put(("error", value))
+            kind, value = self.events.get(timeout=self.deadline)
+            if kind in ("done", "error"):
+                self.ready.put((kind, value))
                 return
             try:
                 began = time.monotonic()
-                audio = render(ctx, value, voice, tts_timeout)
+                audio = render(ctx, value, self.voice, self.tts_timeout)
                 audio.render_ms = round((time.monotonic() - began) * 1000, 1)
-                ready.put(("audio", audio))
+                self.ready.put(("audio", audio))
             except CallEnded:
                 raise
             except Exception as e:
                 ctx.log.warning("flow.ask_ai_tts_failed", node=ctx.node_id, error=type(e).__name__)
-                ready.put(("audio", _Audio(value, None, True, "speak", time.monotonic())))
+                self.ready.put(("audio", _Audio(value, None, True, "speak", time.monotonic())))
 
-    synth = gevent.spawn(synthesize_all)
+    def kill(self) -> None:
+        self.job.kill(block=False)
+
+
+def speak_answer(ctx: FlowContext, synthesis: Synthesis, *, quiet_since: float, max_silence: float,
+                 filler: str | None, voice: str | None = None, max_fillers: int = 3, tts_timeout: float = 10.0,
+                 deadline: float = 30.0, monitor: BargeInMonitor | None = None,
+                 before_play: Callable[[], None] | None = None) -> Spoken:
+    """Play the answer's sentences as they come (see the module docstring). `before_play` runs
+    before each playback is sent (the barge-in recording must be queued on the channel first:
+    FreeSWITCH runs a channel's applications one after the other)."""
+    spoken = Spoken()
+    ready = synthesis.ready
+    synth = synthesis.job
     filler_audio: _Audio | None = None
     waited_since = quiet_since
     hard_stop = time.monotonic() + deadline
@@ -197,6 +219,8 @@ def speak_answer(ctx: FlowContext, events: Queue, *, quiet_since: float, max_sil
                     spoken.fillers += 1
                     if spoken.playback_started_at is None:
                         spoken.playback_started_at = time.monotonic()
+                    if before_play is not None:
+                        before_play()
                     result = play(ctx, filler_audio)
                     if _barged(result, spoken, monitor):
                         return spoken
@@ -217,12 +241,14 @@ def speak_answer(ctx: FlowContext, events: Queue, *, quiet_since: float, max_sil
                 spoken.playback_started_at = time.monotonic()
             if spoken.answer_started_at is None:
                 spoken.answer_started_at = time.monotonic()
+            if before_play is not None:
+                before_play()
             result = play(ctx, audio)
             if _barged(result, spoken, monitor):
                 return spoken
             waited_since = time.monotonic()
     finally:
-        synth.kill(block=False)
+        synthesis.kill()
 
 
 class _KeyPressed(Exception):

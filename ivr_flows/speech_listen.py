@@ -3,15 +3,23 @@
 `listen(ctx, …) -> Heard` runs ``call.record`` in a greenlet and reads the WAV while FreeSWITCH
 writes it (`WavTail`), feeding 20 ms frames to the VAD (`SpeechDetector`):
 
-- speech has ended when the caller was silent for `end_silence` seconds of audio after
-  speaking, or (a line that sends no frames during silence, like a loopback leg with CNG) when
-  the file stopped growing for that long; then ``break_media`` stops the record, instead of
-  waiting for FreeSWITCH's own silence timer (kept as a backstop);
+- speech has ended when the caller was silent for `end_silence` seconds after speaking: the
+  quiet audio after the last voiced frame plus the time since the file last grew (a line that
+  sends no frames during silence, like a loopback leg with CNG, stops the file growing); then
+  ``break_media`` stops the record, instead of waiting for FreeSWITCH's own silence timer (kept
+  as a backstop);
 - no speech within `no_input` seconds ends the listen with no transcript;
-- speculative transcription: at the first pause of `pause` seconds the audio so far goes to the
-  STT in a greenlet; if the caller does not speak again that transcript is the answer, so it
-  is usually ready the moment end of speech is detected; if they do, a new one starts at the
-  next pause;
+- incremental transcription: with ``extensions["stt"]`` every piece of audio read is also fed to
+  an STT stream (``open_stream``, `providers.stt.stream`); an engine that decodes as it goes
+  (pocketsphinx) has heard all but the last moments when the caller stops;
+- speculative transcription: at the first pause of `pause` seconds the stream is asked for the
+  transcript so far (without a stream, the audio so far goes to the STT) in a greenlet; if the
+  caller does not speak again that transcript is the answer, so it is usually ready the moment
+  end of speech is detected; if they do, a new one is asked for at the next pause;
+- preparation: when a speculative transcript is ready while the caller is still silent,
+  ``prepare(transcript)`` (if given) starts the answer to it (`ivr_flows.preemptive_answer`);
+  it is cancelled if the caller speaks again, and handed over in ``Heard.prepared`` when the
+  utterance ends with that transcript, so the answer was computed during the end-of-speech wait;
 - a DTMF key ends the listen (``Heard.dtmf``).
 
 Speech recognition uses ``extensions["stt"]`` (an `STTProvider`, audio in memory) or, without it,
@@ -42,7 +50,7 @@ from ivr_flows.speech_audio import SpeechDetector, WavTail
 if TYPE_CHECKING:
     from ivr_flows.context import FlowContext
 
-POLL = 0.04
+POLL = 0.02   # one frame: how often the growing recording is read
 
 
 @dataclass(slots=True)
@@ -57,9 +65,11 @@ class Heard:
     detected_at: float | None = None         # when we decided the caller had finished
     transcript_at: float | None = None       # when the transcript was ready
     speculative: bool = False                # the transcript came from the speculative pass
+    streamed: bool = False                   # from an STT that decoded the audio as it was recorded
     stop: str = ""                           # vad | no_growth | no_input | record:<reason>
     stt_provider: str = ""
     path: str = ""
+    prepared: Preparation | None = None      # the answer prepared for `transcript` (see `listen`)
 
     def stages(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -70,11 +80,24 @@ class Heard:
         return out
 
 
+@runtime_checkable
+class Preparation(Protocol):
+    """Work started for a speculative transcript (an answer in preparation)."""
+
+    def cancel(self) -> None: ...
+
+
 @dataclass(slots=True)
 class _Speculation:
     end_byte: int
     job: gevent.Greenlet
     started_at: float = field(default_factory=time.monotonic)
+    prepared: Preparation | None = None
+
+    def drop_prepared(self) -> None:
+        if self.prepared is not None:
+            self.prepared.cancel()
+            self.prepared = None
 
 
 def _transcribe(ctx: FlowContext, pcm: bytes, rate: int, path: Path, hints: list[str],
@@ -98,10 +121,15 @@ def _transcribe(ctx: FlowContext, pcm: bytes, rate: int, path: Path, hints: list
         part.unlink(missing_ok=True)
 
 
+def _stream_transcript(stream: Any, timeout: float) -> tuple[str, str]:
+    result = stream.transcript(timeout=timeout)
+    return result.text.strip(), str(getattr(result, "provider", ""))
+
+
 def listen(ctx: FlowContext, path: Path, *, max_seconds: float, end_silence: float, no_input: float,
-           pause: float = 0.3, hints: list[str] | None = None, stt_timeout: float = 15.0,
+           pause: float = 0.2, hints: list[str] | None = None, stt_timeout: float = 15.0,
            vad_mode: int = 2, on_speech: Callable[[], None] | None = None,
-           prefix: bytes = b"") -> Heard:
+           prefix: bytes = b"", prepare: Callable[[str], Preparation] | None = None) -> Heard:
     """Record one utterance and transcribe it (see the module docstring)."""
     call = ctx.call
     hints = list(hints or [])
@@ -115,6 +143,8 @@ def listen(ctx: FlowContext, path: Path, *, max_seconds: float, end_silence: flo
     detector: SpeechDetector | None = None
     last_growth = started
     speculation: _Speculation | None = None
+    stt = ctx.extensions.get("stt")
+    stream: Any = None
     broke = False
     try:
         while True:
@@ -123,30 +153,46 @@ def listen(ctx: FlowContext, path: Path, *, max_seconds: float, end_silence: flo
             new = tail.read_new()
             if tail.rate is not None and detector is None:
                 detector = SpeechDetector(tail.rate, mode=vad_mode)
+                if stt is not None and callable(getattr(stt, "open_stream", None)):
+                    stream = stt.open_stream(tail.rate, language=ctx.language, hints=hints or None)
+                    if prefix:
+                        stream.feed(prefix)
                 if prefix:
                     detector.feed(prefix)
+            if new and stream is not None:
+                stream.feed(new)
             if new and detector is not None:
                 last_growth = now
                 before = detector.last_voiced_frame
                 was_speaking = detector.speech_started
                 detector.feed(new)
                 if detector.last_voiced_frame != before:
-                    heard.speech_ended_at = now
+                    heard.speech_ended_at = now - detector.silence_ms / 1000
+                    if speculation is not None and speculation.end_byte < detector.speech_end_byte:
+                        speculation.drop_prepared()   # the caller spoke again: not that question
                 if not was_speaking and detector.speech_started and on_speech is not None:
                     on_speech()
             if recorder.ready():
                 break
             if detector is not None and detector.speech_started:
+                # Quiet audio after the last voiced frame, plus the time since the file last grew
+                # (a line that sends no frames in silence, or frames still on their way): how long
+                # the caller has been silent now.
                 silent_audio = detector.silence_ms / 1000
-                silent_wall = now - last_growth
-                if (silent_audio >= pause or silent_wall >= pause) and (
+                silence = silent_audio + (now - last_growth)
+                if silence >= pause and (
                         speculation is None or speculation.end_byte < detector.speech_end_byte):
                     pcm = bytes(prefix + tail.pcm[: detector.speech_end_byte - len(prefix)]) if prefix \
                         else bytes(tail.pcm[: detector.speech_end_byte])
                     rate = tail.rate or 8000
-                    speculation = _Speculation(detector.speech_end_byte, gevent.spawn(
-                        _transcribe, ctx, pcm, rate, path, hints, stt_timeout))
-                if silent_audio >= end_silence or silent_wall >= end_silence:
+                    job = gevent.spawn(_stream_transcript, stream, stt_timeout) if stream is not None \
+                        else gevent.spawn(_transcribe, ctx, pcm, rate, path, hints, stt_timeout)
+                    speculation = _Speculation(detector.speech_end_byte, job)
+                elif (prepare is not None and speculation is not None and speculation.prepared is None
+                        and speculation.job.ready() and speculation.end_byte >= detector.speech_end_byte
+                        and speculation.job.successful() and speculation.job.value[0]):
+                    speculation.prepared = prepare(speculation.job.value[0])
+                if silence >= end_silence:
                     heard.stop = "vad" if silent_audio >= end_silence else "no_growth"
                     heard.detected_at = now
                     break
@@ -163,7 +209,9 @@ def listen(ctx: FlowContext, path: Path, *, max_seconds: float, end_silence: flo
             recorder.kill(block=False)
             raise TimeoutError("the recording did not stop after break_media")
         result = recorder.get()  # raises CallEnded when the caller hung up
-        tail.read_new()
+        rest = tail.read_new()
+        if rest and stream is not None:
+            stream.feed(rest)
         if result.stop is RecordStop.HANGUP:
             raise CallEnded("caller hung up while speaking")
         if result.stop is RecordStop.TERMINATOR:
@@ -184,17 +232,27 @@ def listen(ctx: FlowContext, path: Path, *, max_seconds: float, end_silence: flo
             if speculation.job.successful():
                 heard.transcript, heard.stt_provider = speculation.job.value
                 heard.speculative = True
+                heard.streamed = bool(stream is not None and stream.incremental)
                 heard.transcript_at = time.monotonic()
+                heard.prepared, speculation.prepared = speculation.prepared, None
                 return heard
-        pcm = bytes(prefix) + bytes(tail.pcm) if prefix else bytes(tail.pcm)
-        heard.transcript, heard.stt_provider = _transcribe(ctx, pcm, rate, path, hints, stt_timeout)
+        if stream is not None:
+            heard.transcript, heard.stt_provider = _stream_transcript(stream, stt_timeout)
+            heard.streamed = bool(stream.incremental)
+        else:
+            pcm = bytes(prefix) + bytes(tail.pcm) if prefix else bytes(tail.pcm)
+            heard.transcript, heard.stt_provider = _transcribe(ctx, pcm, rate, path, hints, stt_timeout)
         heard.transcript_at = time.monotonic()
         return heard
     finally:
         if not recorder.ready():
             recorder.kill(block=False)
-        if speculation is not None and not speculation.job.ready():
-            speculation.job.kill(block=False)
+        if speculation is not None:
+            speculation.drop_prepared()
+            if not speculation.job.ready():
+                speculation.job.kill(block=False)
+        if stream is not None:
+            stream.close()
 
 
 # ---------------------------------------------------------------------- listening during playback

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import requests
+from gevent.event import Event
 from gevent.queue import Queue
 
 from ivr_flows.call import CallEnded
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 NO_ANSWER = "NO_ANSWER"
 MAX_TOOL_ROUNDS = 3
 MAX_TOOL_RESULT = 2000
+COMMIT_WAIT = 60.0     # longest a preemptive answer's webhook waits for the caller to finish
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,10 @@ class AnswerPlan:
     allow_end_call: bool
     webhooks: list[WebhookToolSpec]
     llm_timeout: float
+    # Set when the caller has surely finished speaking. A preemptive answer (started at a pause,
+    # see `ivr_flows.preemptive_answer`) runs no webhook before it: a tool with side effects
+    # must not fire for a question the caller had not finished asking.
+    commit: Event | None = None
 
 
 @dataclass(slots=True)
@@ -276,6 +282,9 @@ def _answer(ctx: FlowContext, plan: AnswerPlan, events: Queue) -> Decision:
                 return decision
             elif call.name in hooks:
                 used_webhook = True
+                if plan.commit is not None and not plan.commit.wait(timeout=COMMIT_WAIT):
+                    results.append((call, json.dumps({"error": "the caller had not finished"})))
+                    continue
                 results.append((call, run_webhook(ctx, hooks[call.name], dict(call.arguments))))
             else:
                 results.append((call, json.dumps({"error": f"no tool {call.name!r}"})))

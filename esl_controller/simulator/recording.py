@@ -31,7 +31,7 @@ from esl_controller.simulator.media import terminators_of
 from esl_controller.simulator.records import Recording
 
 MAX_LIMIT_SLACK = 0.06
-PROGRESS_STEP = 0.1
+PROGRESS_STEP = 0.02   # FreeSWITCH writes each 20 ms frame as it comes (no enable_file_write_buffering)
 
 
 def record(host: AppHost, arg: str) -> None:

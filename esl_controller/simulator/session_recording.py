@@ -16,7 +16,7 @@ import gevent
 from esl_controller.simulator.audio import ProgressiveWav
 from esl_controller.simulator.execution import AppHost, wait_sim
 
-PROGRESS_STEP = 0.1
+PROGRESS_STEP = 0.02   # FreeSWITCH writes each 20 ms frame as it comes (no enable_file_write_buffering)
 _running: weakref.WeakKeyDictionary[object, dict[str, gevent.Greenlet]] = weakref.WeakKeyDictionary()
 
 

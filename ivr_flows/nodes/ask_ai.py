@@ -24,6 +24,7 @@ assistant:
     - {name: appointment_lookup, description: "Find the caller's next appointment",
        url: "https://crm.example.com/next", parameters: {phone: {type: string}}}
   transfer_var: transfer_target  # the chosen target's number goes here
+  preemptive: true             # prepare the answer during the end-of-speech silence (see below)
   next: {transfer: front_desk_node, unsure: operator, done: goodbye}
 ```
 
@@ -37,6 +38,11 @@ A turn: (first turn: the prompt) → listen until our VAD hears the end of speec
 `ivr_flows.speech_listen`; speculative STT makes the transcript ready at once) → retrieve → LLM
 stream → sentences synthesized and played as they come (`ivr_flows.speech_answer`; fillers keep
 dead air under `max_silence`; DTMF or caller speech cuts the answer and starts the next turn).
+With `preemptive` (the default) the retrieval, the LLM and the first sentences' synthesis start
+at the caller's pause, on the speculative transcript, while our VAD still waits out
+`end_silence`; nothing plays and no webhook runs until the end of speech is confirmed with that
+transcript, and the preparation is dropped if the caller speaks again
+(`ivr_flows.preemptive_answer`).
 
 Services read from ``ctx.extensions`` (see `rag.services.secretary_services`): ``llm`` (an
 `LLMProvider`), ``retriever`` (`rag.retriever.Retriever`), ``stt`` (an `STTProvider`; else
@@ -55,17 +61,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import gevent
-from gevent.queue import Queue
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ivr_flows.call import CallEnded
 from ivr_flows.durations import Duration
 from ivr_flows.nodes.base import LoadEnv, Node, NodeProblem, Prompt, VarName
+from ivr_flows.preemptive_answer import PreparedAnswer
 from ivr_flows.prompt_paths import url_problem
 from ivr_flows.prompts import DTMF_KEYS, play_prompt
 from ivr_flows.speech_answer import play, render, speak_answer
 from ivr_flows.speech_listen import BargeInMonitor, Heard, background_recorder, listen
-from ivr_flows.turn_answer import AnswerPlan, Decision, WebhookToolSpec, answer_turn, system_message
+from ivr_flows.turn_answer import AnswerPlan, Decision, WebhookToolSpec, system_message
 
 if TYPE_CHECKING:
     from ivr_flows.context import FlowContext
@@ -139,6 +145,7 @@ class AskAiNode(Node):
     hints: list[str] = Field(default_factory=list)
     voice: str | None = None
     barge_in: bool = True
+    preemptive: bool = True
 
     @model_validator(mode="after")
     def _targets(self) -> AskAiNode:
@@ -218,10 +225,20 @@ class AskAiNode(Node):
                       for w in self.webhooks],
             llm_timeout=self.llm_timeout)
 
-    def _answer(self, ctx: FlowContext, plan: AnswerPlan, quiet_since: float, turn: dict[str, Any],
+    def _prepare(self, ctx: FlowContext, question: str, history: list[Any], turn: dict[str, Any]) -> PreparedAnswer:
+        """Start the answer to `question` (retrieval, LLM, synthesis); nothing plays yet."""
+        history = list(history)
+
+        def make_plan() -> AnswerPlan:
+            passages, grounded = self._retrieve(ctx, question, turn)
+            return self._plan(ctx, question, history, passages if grounded else [], grounded)
+
+        return PreparedAnswer(ctx, question, make_plan, voice=self.voice, tts_timeout=10.0,
+                              deadline=self.answer_timeout)
+
+    def _answer(self, ctx: FlowContext, prepared: PreparedAnswer, quiet_since: float, turn: dict[str, Any],
                 folder: Path, index: int) -> tuple[Decision | None, Any, bytes]:
-        events: Queue = Queue()
-        job = gevent.spawn(answer_turn, ctx, plan, events)
+        prepared.commit()
         monitor = None
         starting = None
         recorder = background_recorder(ctx) if self.barge_in else None
@@ -229,20 +246,29 @@ class AskAiNode(Node):
             uuid = ctx.info.uuid if ctx.info else "call"
             monitor = BargeInMonitor(ctx, recorder, folder / f"{uuid}_{ctx.node_id}_{index}_bargein.wav")
             starting = gevent.spawn(monitor.start)   # while the answer is prepared: no added latency
+
+        def before_play() -> None:
+            # record_session must be queued on the channel before the first playback, or it would
+            # only start after it (a preemptive answer's audio is ready at once).
+            if starting is not None:
+                starting.join(timeout=5.0)
+
         try:
-            spoken = speak_answer(ctx, events, quiet_since=quiet_since, max_silence=self.max_silence,
+            spoken = speak_answer(ctx, prepared.synthesis, quiet_since=quiet_since, max_silence=self.max_silence,
                                   filler=self.filler, voice=self.voice, deadline=self.answer_timeout,
-                                  monitor=monitor)
+                                  monitor=monitor, before_play=before_play)
         finally:
             if monitor is not None and starting is not None:
                 starting.join(timeout=10)
                 if starting.successful() and starting.value:
                     monitor.stop()
-            job.kill(block=False)
+            prepared.cancel()
         speech = monitor.speech if monitor is not None and spoken.barge_in == "speech" else b""
-        decision = spoken.decision if isinstance(spoken.decision, Decision) else \
-            (job.value if job.ready() and job.successful() and isinstance(job.value, Decision) else None)
+        decision = spoken.decision if isinstance(spoken.decision, Decision) else prepared.decision()
         lat = turn["latency_ms"]
+        if prepared.started_at < quiet_since:
+            turn["preemptive"] = True
+            lat["prepared_ahead_ms"] = round((quiet_since - prepared.started_at) * 1000, 1)
         if decision is not None and decision.first_token_at is not None:
             lat["llm_first_token_ms"] = round((decision.first_token_at - quiet_since) * 1000, 1)
             if decision.started_at is not None:
@@ -290,21 +316,31 @@ class AskAiNode(Node):
             pending_prompt = None
             path = folder / f"{uuid}_{ctx.node_id}_{index}.wav"
             turn: dict[str, Any] = {"node": ctx.node_id, "turn": index, "latency_ms": {}}
+
+            def prepare(text: str, turn: dict[str, Any] = turn, history: list[Any] = history) -> PreparedAnswer:
+                return self._prepare(ctx, text.strip(), history, turn)
+
             try:
                 heard: Heard = listen(ctx, path, max_seconds=self.listen.max_seconds,
                                       end_silence=self.listen.end_silence, no_input=self.listen.no_input,
                                       hints=self.hints, vad_mode=self.listen.vad_mode, prefix=prefix,
-                                      stt_timeout=max(5.0, self.listen.max_seconds))
+                                      stt_timeout=max(5.0, self.listen.max_seconds),
+                                      prepare=prepare if self.preemptive else None)
             finally:
                 path.unlink(missing_ok=True)
+            prepared = heard.prepared if isinstance(heard.prepared, PreparedAnswer) else None
             prefix = b""
             turn["latency_ms"].update(heard.stages())
             turn["stt"] = heard.stt_provider
             turn["speculative_stt"] = heard.speculative
+            turn["streamed_stt"] = heard.streamed
             if cut or heard.dtmf:
                 turn["dtmf"] = True
             question = heard.transcript.strip()
             turn["caller"] = question
+            if prepared is not None and (not question or _CLOSING.match(question) or prepared.question != question):
+                prepared.cancel()
+                prepared = None
             if not question:
                 no_input += 1
                 turn["outcome"] = "no_input"
@@ -319,9 +355,9 @@ class AskAiNode(Node):
                 turns.append(turn)
                 return self._finish(ctx, "done", answered, no_input, self.goodbye)
             quiet_since = heard.detected_at or time.monotonic()
-            passages, grounded = self._retrieve(ctx, question, turn)
-            plan = self._plan(ctx, question, history, passages if grounded else [], grounded)
-            decision, spoken, speech = self._answer(ctx, plan, quiet_since, turn, folder, index)
+            if prepared is None:
+                prepared = self._prepare(ctx, question, history, turn)
+            decision, spoken, speech = self._answer(ctx, prepared, quiet_since, turn, folder, index)
             turn["outcome"] = decision.kind if decision is not None else ("barge_in" if spoken.barge_in else "error")
             turns.append(turn)
             if spoken.barge_in:

@@ -35,3 +35,23 @@ def local_providers(tmp_path_factory: pytest.TempPathFactory) -> Any:
     providers = TenantProviders(TenantProviderConfig(tenant="dental", tts_cache_dir=tmp_path_factory.mktemp("tts")))
     providers.warm_up(180)
     return providers
+
+
+@pytest.fixture(scope="module")
+def knowledge(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The example clinic's documents in a real faiss index, embedded with the bag-of-words fake."""
+    from rag_fakes import HashEmbeddings
+    from rag_harness import KNOWLEDGE, make_database
+
+    from rag.faiss_index import FaissIndex
+    from rag.ingest import Ingester
+    from rag.retriever import Retriever
+
+    folder = tmp_path_factory.mktemp("kb")
+    _engine, stores = make_database(folder, "dental.example")
+    store = stores["dental.example"]
+    index = FaissIndex(folder / "rag", store.tenant_id)
+    embeddings = HashEmbeddings()
+    reports = Ingester(store, index, embeddings).ingest([KNOWLEDGE])
+    assert all(r.status == "added" for r in reports)
+    return Retriever(store, index, embeddings)

@@ -132,6 +132,17 @@ class Say:
 
 
 @dataclass
+class SayWithPause:
+    """The caller says `first`, pauses `gap` seconds, then goes on with `rest` (`saying` follows)."""
+
+    first: str
+    rest: str
+    first_seconds: float = 0.8
+    gap: float = 0.8
+    rest_seconds: float = 0.8
+
+
+@dataclass
 class Key:
     """The caller presses a key while being recorded."""
 
@@ -254,6 +265,12 @@ class FakeCall:
         if isinstance(item, Say):
             self.saying = item.text
             audio = voiced(item.seconds)
+        elif isinstance(item, SayWithPause):
+            self.saying = item.first
+            audio = np.concatenate([voiced(item.first_seconds), np.zeros(int(item.gap * RATE), dtype="<i2"),
+                                    voiced(item.rest_seconds)])
+            gevent.spawn_later((item.first_seconds + item.gap) / self.speed, setattr, self, "saying",
+                               f"{item.first} {item.rest}")
         else:
             self.saying = ""
             audio = np.zeros(0, dtype="<i2")

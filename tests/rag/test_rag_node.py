@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 from providers_stub_server import Reply, StubServer
-from rag_fakes import FakeCall, HashEmbeddings, Interrupt, Key, Quiet, Say, ScriptedSTT, ToneTTS
-from rag_harness import KNOWLEDGE, make_database
+from rag_fakes import FakeCall, Interrupt, Key, Quiet, Say, ScriptedSTT, ToneTTS
 
 from ivr_flows import load_flow_text
 from ivr_flows.context import FlowContext
@@ -21,8 +20,6 @@ from providers import registry
 from providers.fallback import FallbackLLM
 from providers.llm.extractive import ExtractiveLLM
 from providers.tts.cache import TTSCache
-from rag.faiss_index import FaissIndex
-from rag.ingest import Ingester
 from rag.retriever import Retriever
 
 FLOW = """
@@ -93,18 +90,6 @@ def openai(stub: StubServer, **extra: Any) -> Any:
 
 def anthropic(stub: StubServer) -> Any:
     return registry.build("llm", "anthropic", {"base_url": stub.url, "retries": 0}, {"api_key": "ant"})
-
-
-@pytest.fixture(scope="module")
-def knowledge(tmp_path_factory: pytest.TempPathFactory) -> Retriever:
-    folder = tmp_path_factory.mktemp("kb")
-    _engine, stores = make_database(folder, "dental.example")
-    store = stores["dental.example"]
-    index = FaissIndex(folder / "rag", store.tenant_id)
-    embeddings = HashEmbeddings()
-    reports = Ingester(store, index, embeddings).ingest([KNOWLEDGE])
-    assert all(r.status == "added" for r in reports)
-    return Retriever(store, index, embeddings)
 
 
 def run(call: FakeCall, tmp_path: Path, llm: Any, retriever: Any, *, min_score: float = 0.3, max_turns: int = 2,
