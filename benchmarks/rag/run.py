@@ -237,7 +237,7 @@ def bench_calls(calls: int, work: Path, end_silence: float | None = None, *, bas
     """AI turns through the simulator. `baseline`: the same calls with the pipeline as it was before
     streaming STT and preemptive answers (pocketsphinx ``stream_workers: 0``, ``preemptive: false``:
     the transcript from a whole-clip decode at the pause, everything else after the end of speech)."""
-    from rag_harness import FLOWS, KNOWLEDGE, SecretaryRig, caller_wav, make_database
+    from rag_harness import FLOWS, KNOWLEDGE, SecretaryRig, caller_voice, caller_wav, make_database
 
     from esl_controller.simulator import CallerScript, Speak, Wait, WaitForApp
     from providers.tenant_set import ProviderSpec, TenantProviderConfig, TenantProviders
@@ -254,7 +254,7 @@ def bench_calls(calls: int, work: Path, end_silence: float | None = None, *, bas
     index = FaissIndex(folder / "rag", store.tenant_id)
     Ingester(store, index, providers.embeddings).ingest([KNOWLEDGE])
     retriever = Retriever(store, index, providers.embeddings)
-    voice = providers.tts.providers[0]
+    voice = caller_voice()
     wavs = [caller_wav(voice, q, folder / "voice") for q in QUESTIONS]
     # Warm every model once (first inferences are slow) and clear the answer cache between calls
     # so each answer is synthesized, as a new question would be.

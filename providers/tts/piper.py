@@ -26,6 +26,10 @@ from providers.tts.base import SpeakInstead, TTSProvider, TTSSettings
 class PiperSettings(TTSSettings):
     voice_path: Path | None = None
     length_scale: float | None = Field(None, gt=0.1, le=5.0)   # >1 speaks slower
+    # The voice's randomness (VITS noise); None: the voice's own. 0 and 0 make the same text give
+    # the same audio every time (tests that must hear the same words).
+    noise_scale: float | None = Field(None, ge=0.0, le=2.0)
+    noise_w_scale: float | None = Field(None, ge=0.0, le=2.0)
     timeout: float = 15.0
 
 
@@ -35,10 +39,11 @@ def _load(path: str) -> Any:
     return PiperVoice.load(path)
 
 
-def _synthesize(voice: Any, text: str, speaker_id: int | None, length_scale: float | None) -> tuple[bytes, int]:
+def _synthesize(voice: Any, text: str, speaker_id: int | None, settings: PiperSettings) -> tuple[bytes, int]:
     from piper import SynthesisConfig
 
-    config = SynthesisConfig(speaker_id=speaker_id, length_scale=length_scale)
+    config = SynthesisConfig(speaker_id=speaker_id, length_scale=settings.length_scale,
+                             noise_scale=settings.noise_scale, noise_w_scale=settings.noise_w_scale)
     chunks = list(voice.synthesize(text, syn_config=config))
     if not chunks:
         return b"", int(voice.config.sample_rate)
@@ -80,6 +85,6 @@ class PiperTTS(TTSProvider):
                 raise ProviderBadRequest(f"voice {voice!r} is not a speaker of {self.voice_path.name}",
                                          provider=self.label)
             speaker_id = int(speakers[voice])
-        pcm, rate = run_in_thread(_synthesize, model, text, speaker_id, self.settings.length_scale,
+        pcm, rate = run_in_thread(_synthesize, model, text, speaker_id, self.settings,
                                   timeout=timeout, provider=self.label)
         return AudioClip(pcm, rate, provider=self.label)

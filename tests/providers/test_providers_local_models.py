@@ -172,3 +172,11 @@ def test_provider_check_runs_every_local_provider(tmp_path: Path) -> None:
                             "embeddings:sentence_transformers"}
     assert all(r.ok for r in results.values()), results
     assert results["stt:pocketsphinx"].latency_ms > 0
+
+
+@needs_piper
+def test_piper_without_noise_says_a_text_the_same_way_every_time() -> None:
+    steady = registry.build("tts", "piper", {"noise_scale": 0.0, "noise_w_scale": 0.0})
+    text = "When are you open on Saturday?"
+    first, second = steady.synthesize(text), steady.synthesize(text)
+    assert first.pcm == second.pcm and len(first.pcm) > 8000

@@ -43,8 +43,16 @@ def make_database(folder: Path, *names: str) -> tuple[Any, dict[str, TenantStore
     return engine, stores
 
 
+def caller_voice() -> Any:
+    """The simulated caller's voice: piper without its random variation, so a question is the same
+    audio in every run (and pocketsphinx hears the same words in every run)."""
+    from providers import registry
+
+    return registry.build("tts", "piper", {"noise_scale": 0.0, "noise_w_scale": 0.0})
+
+
 def caller_wav(tts: Any, text: str, folder: Path) -> Path:
-    """`text` said by the local TTS voice, at the telephone rate, as a WAV the simulated caller speaks."""
+    """`text` said by `tts` (see `caller_voice`), at the telephone rate, as a WAV the simulated caller speaks."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / (re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:60] + ".wav")
     if not path.is_file():
