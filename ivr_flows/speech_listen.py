@@ -170,6 +170,8 @@ def listen(ctx: FlowContext, path: Path, *, max_seconds: float, end_silence: flo
                     heard.speech_ended_at = now - detector.silence_ms / 1000
                     if speculation is not None and speculation.end_byte < detector.speech_end_byte:
                         speculation.drop_prepared()   # the caller spoke again: not that question
+                        if stream is not None:
+                            stream.resume()
                 if not was_speaking and detector.speech_started and on_speech is not None:
                     on_speech()
             if recorder.ready():

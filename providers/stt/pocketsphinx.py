@@ -126,8 +126,11 @@ class PocketsphinxStream(STTStream):
 
     One greenlet owns the lease: it starts the stream, passes on the audio fed since its last
     call (pieces that arrive while the worker is busy go together), and answers `transcript`
-    requests after the audio fed before them. It gives the worker back on `close`, or after
-    `IDLE` seconds without a request.
+    requests after the audio fed before them. After a transcript it holds further audio back
+    until `resume` (the caller spoke again) or the next request: a transcript ends the decoder's
+    utterance, and going on means decoding everything again from the start, which a caller who
+    has finished would make the worker do for nothing while the answer is being synthesized.
+    It gives the worker back on `close`, or after `IDLE` seconds without a request.
     """
 
     IDLE = 120.0
@@ -140,6 +143,7 @@ class PocketsphinxStream(STTStream):
         self.failed: ProviderError | None = None
         self._pending = bytearray()
         self._requests: list[AsyncResult] = []
+        self._holding = False
         self._wake = Event()
         self._job = gevent.spawn(self._run)
 
@@ -150,16 +154,21 @@ class PocketsphinxStream(STTStream):
             self.lease.call(f"{_TARGET}:stream_start", self.stt._model, self.sample_rate, name, grammar,
                             timeout=timeout)
             while not self.closed:
-                if not self._pending and not self._requests and not self._wake.wait(timeout=self.IDLE):
-                    break
-                self._wake.clear()
-                if self._pending:
+                feeding = bool(self._pending) and (not self._holding or bool(self._requests))
+                if not feeding and not self._requests:
+                    if not self._wake.wait(timeout=self.IDLE):
+                        break
+                    self._wake.clear()
+                    continue
+                if feeding:
+                    self._holding = False
                     pcm, self._pending = bytes(self._pending), bytearray()
                     self.lease.call(f"{_TARGET}:stream_feed", pcm, timeout=timeout)
                     continue   # audio that came meanwhile goes before the requests that followed it
                 requests, self._requests = self._requests, []
                 for request in requests:
                     request.set(self.lease.call(f"{_TARGET}:stream_result", timeout=timeout))
+                self._holding = True
         except ProviderError as e:
             self.failed = e
             log.warning("stt.stream_worker_failed", provider=self.stt.label, error=type(e).__name__)
@@ -179,6 +188,10 @@ class PocketsphinxStream(STTStream):
         if self.failed is None and not self.closed:
             self._pending += pcm
             self._wake.set()
+
+    def resume(self) -> None:
+        self._holding = False
+        self._wake.set()
 
     def transcript(self, *, timeout: float) -> Transcript:
         if self.failed is None and not self._job.dead:

@@ -4,7 +4,8 @@
 
 - `STTStream.feed(pcm)` hands over the audio recorded since the last call; it never blocks;
 - `STTStream.transcript(timeout=)` is the transcript of everything fed so far. It can be asked
-  again after more audio (a caller who paused, then went on);
+  again after more audio (a caller who paused, then went on: `STTStream.resume` says so as soon
+  as they speak again);
 - `STTStream.close()` frees what the stream holds (a decoder process, a connection).
 
 This base keeps the audio and transcribes it whole on demand with the provider's
@@ -54,6 +55,10 @@ class STTStream:
     def feed(self, pcm: bytes) -> None:
         self._pcm += pcm
 
+    def resume(self) -> None:
+        """The caller spoke again after a transcript (an incremental stream may hold the audio that
+        follows a transcript back until then, or until the next transcript is asked for)."""
+
     def transcript(self, *, timeout: float) -> Transcript:
         return self.provider.transcribe(self.audio, language=self.language, hints=self.hints or None,
                                         timeout=timeout)
@@ -87,6 +92,10 @@ class ChainSTTStream(STTStream):
         super().feed(pcm)
         if self.inner is not None:
             self.inner.feed(pcm)
+
+    def resume(self) -> None:
+        if self.inner is not None:
+            self.inner.resume()
 
     def transcript(self, *, timeout: float) -> Transcript:
         if self.inner is not None:

@@ -229,3 +229,30 @@ def test_the_base_stream_transcribes_everything_fed() -> None:
     stream.feed(b"\x00\x00" * 100)
     stream.feed(b"\x00\x00" * 50)
     assert STTStream.transcript(stream, timeout=5).text == "300 bytes"
+
+
+@pytest.mark.models
+def test_audio_after_a_transcript_waits_until_the_caller_speaks_again(voice: Any, sphinx: Any) -> None:
+    first, second = said(voice, "What is your"), said(voice, "address?")
+    pool = sphinx._stream_pool()
+    for _ in range(200):                            # earlier tests' streams give their workers back
+        if pool._idle.qsize() or pool._started < pool.size:
+            break
+        gevent.sleep(0.05)
+    stream = sphinx.open_stream(8000)
+    try:
+        assert isinstance(stream, PocketsphinxStream)
+        feed_in_pieces(stream, first.pcm)
+        stream.transcript(timeout=30)
+        feed_in_pieces(stream, second.pcm)          # perhaps only the silence after the question
+        gevent.sleep(0.3)
+        assert len(stream._pending) == len(second.pcm)    # held: no re-decode for a caller who is done
+        stream.resume()                             # they did speak again
+        deadline = 50
+        while stream._pending and deadline:
+            gevent.sleep(0.05)
+            deadline -= 1
+        assert not stream._pending
+        assert len(stream.transcript(timeout=30).text.split()) >= 3
+    finally:
+        stream.close()
