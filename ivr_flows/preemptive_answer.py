@@ -48,7 +48,6 @@ class PreparedAnswer:
         self.committed_at: float | None = None
         self.commit_event = Event()
         self.events: Queue = Queue()
-        self.plan: AnswerPlan | None = None
         self.answer_job: gevent.Greenlet | None = None
         self.cancelled = False
         self.synthesis = Synthesis(ctx, self.events, voice=voice, tts_timeout=tts_timeout, deadline=deadline)
@@ -67,7 +66,6 @@ class PreparedAnswer:
         if self.cancelled:
             return
         plan.commit = self.commit_event
-        self.plan = plan
         self.answer_job = gevent.spawn(answer_turn, self.ctx, plan, self.events)
 
     def commit(self) -> None:

@@ -194,6 +194,14 @@ def speak_answer(ctx: FlowContext, synthesis: Synthesis, *, quiet_since: float, 
     spoken = Spoken()
     ready = synthesis.ready
     synth = synthesis.job
+
+    def played_and_cut(audio: _Audio) -> bool:
+        """Play one piece; True when the caller cut it (the answer stops)."""
+        if spoken.playback_started_at is None:
+            spoken.playback_started_at = time.monotonic()
+        if before_play is not None:
+            before_play()
+        return _barged(play(ctx, audio), spoken, monitor)
     filler_audio: _Audio | None = None
     waited_since = quiet_since
     hard_stop = time.monotonic() + deadline
@@ -217,12 +225,7 @@ def speak_answer(ctx: FlowContext, synthesis: Synthesis, *, quiet_since: float, 
                     if filler_audio is None:
                         filler_audio = render(ctx, filler, voice, tts_timeout)
                     spoken.fillers += 1
-                    if spoken.playback_started_at is None:
-                        spoken.playback_started_at = time.monotonic()
-                    if before_play is not None:
-                        before_play()
-                    result = play(ctx, filler_audio)
-                    if _barged(result, spoken, monitor):
+                    if played_and_cut(filler_audio):
                         return spoken
                     waited_since = time.monotonic()
                 continue
@@ -237,14 +240,9 @@ def speak_answer(ctx: FlowContext, synthesis: Synthesis, *, quiet_since: float, 
                 spoken.first_render_ms = audio.render_ms
             spoken.tts_providers.append(audio.provider)
             spoken.sentences.append(audio.text)
-            if spoken.playback_started_at is None:
-                spoken.playback_started_at = time.monotonic()
             if spoken.answer_started_at is None:
                 spoken.answer_started_at = time.monotonic()
-            if before_play is not None:
-                before_play()
-            result = play(ctx, audio)
-            if _barged(result, spoken, monitor):
+            if played_and_cut(audio):
                 return spoken
             waited_since = time.monotonic()
     finally:

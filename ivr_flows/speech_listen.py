@@ -37,7 +37,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -91,7 +91,6 @@ class Preparation(Protocol):
 class _Speculation:
     end_byte: int
     job: gevent.Greenlet
-    started_at: float = field(default_factory=time.monotonic)
     prepared: Preparation | None = None
 
     def drop_prepared(self) -> None:
@@ -100,15 +99,8 @@ class _Speculation:
             self.prepared = None
 
 
-def _transcribe(ctx: FlowContext, pcm: bytes, rate: int, path: Path, hints: list[str],
-                timeout: float) -> tuple[str, str]:
-    """(text, provider) of `pcm` through extensions["stt"], else the file-based Recognizer."""
-    stt = ctx.extensions.get("stt")
-    if stt is not None:
-        from providers.audio import AudioClip
-
-        result = stt.transcribe(AudioClip(pcm, rate), language=ctx.language, hints=hints or None, timeout=timeout)
-        return result.text.strip(), str(getattr(result, "provider", ""))
+def _recognize(ctx: FlowContext, pcm: bytes, rate: int, path: Path, hints: list[str]) -> tuple[str, str]:
+    """(text, provider) of `pcm` through the context's file-based `Recognizer` (no extensions["stt"])."""
     if ctx.recognizer is None:
         raise RuntimeError("no speech recognizer (extensions['stt'] or ctx.recognizer) for this call")
     from providers.audio import AudioClip
@@ -153,7 +145,7 @@ def listen(ctx: FlowContext, path: Path, *, max_seconds: float, end_silence: flo
             new = tail.read_new()
             if tail.rate is not None and detector is None:
                 detector = SpeechDetector(tail.rate, mode=vad_mode)
-                if stt is not None and callable(getattr(stt, "open_stream", None)):
+                if stt is not None:
                     stream = stt.open_stream(tail.rate, language=ctx.language, hints=hints or None)
                     if prefix:
                         stream.feed(prefix)
@@ -188,7 +180,7 @@ def listen(ctx: FlowContext, path: Path, *, max_seconds: float, end_silence: flo
                         else bytes(tail.pcm[: detector.speech_end_byte])
                     rate = tail.rate or 8000
                     job = gevent.spawn(_stream_transcript, stream, stt_timeout) if stream is not None \
-                        else gevent.spawn(_transcribe, ctx, pcm, rate, path, hints, stt_timeout)
+                        else gevent.spawn(_recognize, ctx, pcm, rate, path, hints)
                     speculation = _Speculation(detector.speech_end_byte, job)
                 elif (prepare is not None and speculation is not None and speculation.prepared is None
                         and speculation.job.ready() and speculation.end_byte >= detector.speech_end_byte
@@ -243,7 +235,7 @@ def listen(ctx: FlowContext, path: Path, *, max_seconds: float, end_silence: flo
             heard.streamed = bool(stream.incremental)
         else:
             pcm = bytes(prefix) + bytes(tail.pcm) if prefix else bytes(tail.pcm)
-            heard.transcript, heard.stt_provider = _transcribe(ctx, pcm, rate, path, hints, stt_timeout)
+            heard.transcript, heard.stt_provider = _recognize(ctx, pcm, rate, path, hints)
         heard.transcript_at = time.monotonic()
         return heard
     finally:
