@@ -1,6 +1,6 @@
 """The FreeSWITCH frames the load generator sends, built from real traces and rendered per call fast.
 
-Header sets come from the recorded FreeSWITCH 1.10 traces in ``shared/fixtures/esl-traces``
+Header sets come from the recorded FreeSWITCH 1.10 traces in ``tests/fixtures/esl-traces``
 (``c1`` connect reply, answer and playback; ``d1`` play_and_get_digits; ``i1`` the caller
 hangup sequence), so each event is the ~3 KB, ~100-header frame a controller really parses.
 The per-call values (channel uuid, the ``Event-UUID`` echoed as ``Application-UUID``, the
@@ -14,7 +14,6 @@ the fast path cannot drift from the protocol.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +27,8 @@ from esl_controller.protocol import (
     url_encode,
 )
 
-SHARED = Path(os.environ.get("IVR_SHARED_DIR", Path(__file__).resolve().parents[3] / "shared"))
-TRACES = SHARED / "fixtures" / "esl-traces"
+FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures"
+TRACES = FIXTURES / "esl-traces"
 
 # Slot tokens: letters only, so url_encode leaves them alone; they never occur in the traces.
 CALL = "QXSLOTCALLQX"
@@ -67,7 +66,7 @@ def trace_messages(path: Path) -> list[tuple[str, bytes]]:
 def _frames(name: str) -> list:
     path = TRACES / name
     if not path.is_file():
-        raise FileNotFoundError(f"FreeSWITCH trace {path} not found (set IVR_SHARED_DIR to the shared folder)")
+        raise FileNotFoundError(f"FreeSWITCH trace {path} not found (tests/fixtures/esl-traces)")
     parser = EslParser()
     frames = []
     for direction, data in trace_messages(path):

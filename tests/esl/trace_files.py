@@ -1,4 +1,4 @@
-"""Reads the recorded FreeSWITCH 1.10 ESL traces of ``shared/fixtures/esl-traces``.
+"""Reads the recorded FreeSWITCH 1.10 ESL traces of ``tests/fixtures/esl-traces``.
 
 Each message is returned as ``(direction, bytes, note)`` where direction is ``">>>"`` for
 what the controller sent and ``"<<<"`` for what FreeSWITCH sent, rebuilt byte for byte as
@@ -7,12 +7,11 @@ the traces' README describes.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-SHARED = Path(os.environ.get("IVR_SHARED_DIR", Path(__file__).resolve().parents[3] / "shared"))
-TRACES = SHARED / "fixtures" / "esl-traces"
-AUDIO = SHARED / "fixtures" / "audio"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+TRACES = FIXTURES / "esl-traces"
+AUDIO = FIXTURES / "audio"
 
 
 def trace_paths() -> list[Path]:
