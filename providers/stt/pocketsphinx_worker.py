@@ -60,7 +60,29 @@ def known_words(model_dir: str | None, words: list[str]) -> list[str]:
 
 
 def _activate(model_dir: str | None, grammar_name: str | None, jsgf: str | None) -> Any:
-    """The decoder for `model_dir` with the grammar's search (else the language model) active."""
+    """The decoder for `model_dir` with the grammar's search (else the language model) active.
+
+    A decoder left inside an utterance (a decode that failed between ``start_utt`` and
+    ``end_utt``) refuses to switch searches ("Unable to set search"): end the utterance and try
+    again, then, as a last resort, load the decoder afresh, so one bad decode never breaks every
+    later one in this worker."""
+    try:
+        return _switch(model_dir, grammar_name, jsgf)
+    except (KeyError, RuntimeError):
+        decoder = _decoder(model_dir)
+        try:
+            decoder.end_utt()
+        except Exception:
+            pass
+        try:
+            return _switch(model_dir, grammar_name, jsgf)
+        except (KeyError, RuntimeError):
+            _decoders.pop(model_dir or "", None)
+            _searches.pop(model_dir or "", None)
+            return _switch(model_dir, grammar_name, jsgf)
+
+
+def _switch(model_dir: str | None, grammar_name: str | None, jsgf: str | None) -> Any:
     decoder = _decoder(model_dir)
     searches = _searches[model_dir or ""]
     if grammar_name and jsgf:
@@ -90,11 +112,15 @@ def decode(model_dir: str | None, pcm: bytes, sample_rate: int, grammar_name: st
     when given, else the full language model."""
     from providers.audio import AudioClip
 
+    if len(pcm) < sample_rate // 50:       # under one 10 ms frame: nothing to hear (and resampling fails)
+        return "", None
     pcm16k = AudioClip(pcm, sample_rate).resample(16000).pcm
     decoder = _activate(model_dir, grammar_name, jsgf)
     decoder.start_utt()
-    decoder.process_raw(pcm16k, full_utt=True)
-    decoder.end_utt()
+    try:
+        decoder.process_raw(pcm16k, full_utt=True)
+    finally:
+        decoder.end_utt()
     return _hypothesis(decoder)
 
 

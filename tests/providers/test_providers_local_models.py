@@ -103,6 +103,19 @@ def test_pocketsphinx_hears_menu_words_at_8khz(piper: Any) -> None:
     assert "billing" in phrase.text.split() and phrase.provider == "stt:pocketsphinx"
 
 
+@needs_piper
+def test_a_silent_or_empty_menu_attempt_does_not_break_later_grammar_decodes(piper: Any) -> None:
+    """Seen on the real FreeSWITCH: one empty recording raised IndexError in the worker, which left
+    its decoder inside an utterance, and every later grammar decode failed ("Unable to set search")."""
+    from providers.audio import AudioClip
+
+    stt = registry.build("stt", "pocketsphinx", {"stream_workers": 0})
+    for clip in (AudioClip(b"", 8000), AudioClip(b"\x00\x00" * 800, 8000), AudioClip(b"\x00\x00" * 8000, 8000)):
+        assert stt.transcribe(clip, hints=MENU).text == ""
+    heard = stt.transcribe(piper.synthesize("billing").resample(8000), hints=MENU)
+    assert "billing" in heard.text.split()
+
+
 @needs_vosk
 @needs_espeak
 def test_vosk_transcribes_korean() -> None:
