@@ -118,4 +118,5 @@ class DatabaseRouting:
             flow_version=str(flow_snap.version_id), prompt_dir=self.prompt_dir(snap),
             recordings_dir=self.recordings_root, timezone=snap.time_zone,
             services=dict(table.services.get(snap.key, {})), flow_loader=flows_by_name.__getitem__,
-            tenant=snap, tenant_id=snap.tenant_id)
+            tenant=snap, tenant_id=snap.tenant_id,
+            transfer_context=str(snap.settings.get("transfer_context") or "") or None)

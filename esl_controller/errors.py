@@ -10,6 +10,10 @@
                                   with it.  It is also an `ivr_flows.CallEnded` (the flow unwinds
                                   as an outcome) and a greenswitch ``OutboundSessionHasGoneAway``
                                   (code written against greenswitch keeps working).
+        └── ControlLost           the call left our socket application without us (FreeSWITCH's
+                                  start-up watchdog or our dead-man's switch moved it while this
+                                  process was hung, or someone else transferred it): the caller
+                                  is still there but no longer ours to touch
 """
 
 from __future__ import annotations
@@ -51,3 +55,11 @@ class CallGone(EslError, CallEnded, OutboundSessionHasGoneAway):
         super().__init__(f"call gone: {reason}" + (f" ({cause})" if cause else ""))
         self.reason = reason
         self.cause = cause
+
+
+class ControlLost(CallGone):
+    """The call is no longer in our ``socket`` application; it must be let go, not touched."""
+
+    def __init__(self, where: str = "") -> None:
+        super().__init__("control lost", where)
+        self.where = where

@@ -36,6 +36,7 @@ class CallRoute:
     flow_loader: Any = None                      # name -> Flow, for goto_flow
     tenant: Any = None                           # schema.snapshot.TenantSnapshot (database routing)
     tenant_id: int | None = None
+    transfer_context: str | None = None          # the tenant's dialplan context for transfers (None: the call's)
 
 
 class Routing(Protocol):
@@ -50,7 +51,7 @@ class DirectoryRouting:
 
     def __init__(self, flows_dir: Path, *, default_flow: str = "demo-main", numbers: dict[str, str] | None = None,
                  prompt_dir: Path | None = None, recordings_dir: Path | None = None,
-                 tenant_name: str = "default") -> None:
+                 tenant_name: str = "default", transfer_context: str | None = None) -> None:
         # Absolute: FreeSWITCH resolves a relative path against its own sounds folder.
         self.flows_dir = Path(flows_dir).resolve()
         self.default_flow = default_flow
@@ -58,6 +59,7 @@ class DirectoryRouting:
         self.prompt_dir = Path(prompt_dir).resolve() if prompt_dir else self.flows_dir.parent / "prompts"
         self.recordings_dir = Path(recordings_dir or "var/recordings").resolve()
         self.tenant_name = tenant_name
+        self.transfer_context = transfer_context
         self._flows: dict[str, Any] = {}
         self.reload()
 
@@ -96,4 +98,4 @@ class DirectoryRouting:
         return CallRoute(tenant_key=info.domain_uuid or self.tenant_name,
                          tenant_name=info.domain_name or self.tenant_name, flow=flow,
                          prompt_dir=self.prompt_dir, recordings_dir=self.recordings_dir,
-                         flow_loader=flows.__getitem__)
+                         flow_loader=flows.__getitem__, transfer_context=self.transfer_context)

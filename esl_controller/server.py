@@ -35,8 +35,11 @@ class EslServer:
     """Accepts FreeSWITCH's outbound connections and runs ``handler(sock, address)`` per call."""
 
     def __init__(self, host: str, port: int, handler: CallHandler, *, max_calls: int = 1000,
-                 backlog: int = 1024, reject_timeout: float = 3.0) -> None:
+                 backlog: int = 1024, reject_timeout: float = 3.0,
+                 on_reject: Callable[[dict[str, str], str], None] | None = None) -> None:
         self.handler = handler
+        # Told of every call handed back at capacity (its connect reply's headers): its call record.
+        self.on_reject = on_reject if on_reject is not None else getattr(handler, "record_refused", None)
         self.max_calls = max_calls
         self.calls = Pool(size=max_calls)
         self.reject_timeout = reject_timeout
@@ -84,6 +87,7 @@ class EslServer:
         """Hand the call straight back to the dialplan: connect, resume, exit."""
         log.warning("esl.call_rejected", reason="at capacity", live=len(self.calls), max_calls=self.max_calls)
         parser = EslParser()
+        channel: dict[str, str] = {}
         try:
             with gevent.Timeout(self.reject_timeout):
                 sock.sendall(b"connect\n\nresume\n\nexit\n\n")
@@ -92,11 +96,20 @@ class EslServer:
                     data = sock.recv(65536)
                     if not data:
                         break
-                    replies += sum(1 for f in parser.feed(data) if f.is_reply)
+                    for frame in parser.feed(data):
+                        if frame.is_reply:
+                            replies += 1
+                            if replies == 1:
+                                channel = frame.headers
         except (gevent.Timeout, OSError, Exception) as exc:  # a broken peer must not hurt the server
             log.info("esl.reject_incomplete", error=str(exc))
         finally:
             sock.close()
+        if self.on_reject is not None and channel.get("Unique-ID"):
+            try:
+                self.on_reject(channel, "over_capacity")
+            except Exception:
+                log.exception("esl.reject_record_failed")
 
     def stop(self, deadline: float = 30.0, on_deadline: Callable[[], None] | None = None) -> None:
         """Stop accepting; wait up to ``deadline`` seconds for live calls, then ``on_deadline()``."""

@@ -39,17 +39,20 @@ class ControllerService:
 
         self.server.stop(drain_seconds, on_deadline=hand_back_the_rest)
         self.watchdog.stop()
+        self.controller.deadman.stop()
         for part in self.background:
             part.stop()
 
 
 def build_service(*, host: str = "127.0.0.1", port: int = 8084, flows_dir: Path | None = None,
                   default_flow: str = "demo-main", database_url: str | None = None, max_calls: int = 2000,
-                  settings: ControllerSettings | None = None, stall_seconds: float = 60.0) -> ControllerService:
+                  settings: ControllerSettings | None = None, stall_seconds: float = 60.0,
+                  transfer_context: str | None = None) -> ControllerService:
     watchdog = ProgressWatchdog(stall_seconds=stall_seconds)
     background: list[Any] = []
     if flows_dir is not None:
-        routing: Routing = DirectoryRouting(Path(flows_dir), default_flow=default_flow)
+        routing: Routing = DirectoryRouting(Path(flows_dir), default_flow=default_flow,
+                                            transfer_context=transfer_context)
         controller = CallController(routing, settings=settings, watchdog=watchdog)
     else:
         from esl_controller.database_wiring import build_database_controller

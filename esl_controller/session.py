@@ -22,9 +22,19 @@ application consumed, and the ones its completion reports, are therefore kept ou
 caller's DTMF queue; only digits pressed while no media application runs are queued
 (type-ahead).
 
-Start-up follows ``shared/FREESWITCH-SAFETY.md``: ``connect`` (refusing sync mode), then
-``sched_cancel`` as the first application, ``myevents`` and ``linger``.  ``socket_resume`` is
-set to false before a transfer or bridge, calls end with ``call-command: hangup``.
+Start-up follows the safety rules measured on FreeSWITCH (``docs/freeswitch.md``): ``connect``
+(refusing sync mode, and refusing a call that is no longer in our ``socket`` application, e.g.
+one the start-up watchdog already moved while this process was hung), then ``sched_cancel`` as
+the first application, ``myevents``, ``linger``, and the dead-man's switch (`arm_deadman`).
+``socket_resume`` is set to false before a transfer or bridge, calls end with
+``call-command: hangup``.
+
+Control: FreeSWITCH tells us when the call leaves our ``socket`` application (its
+CHANNEL_EXECUTE_COMPLETE).  When we did not cause that (a watchdog or someone else moved the
+call), every waiter wakes with `ControlLost` and no further command touches the channel;
+`release` then lets go of it without disturbing it.  After a ``transfer`` of ours,
+`transfer_verdict` says whether FreeSWITCH found the extension (``routed``) or hung the caller
+up (its hangup cause, e.g. ``NO_ROUTE_DESTINATION``).
 """
 
 from __future__ import annotations
@@ -44,7 +54,7 @@ from gevent.event import Event as GEvent
 from gevent.queue import Empty, Queue
 
 from esl_controller.connection import EslConnection
-from esl_controller.errors import CallGone, CommandError, CommandTimeout, SyncModeRefused
+from esl_controller.errors import CallGone, CommandError, CommandTimeout, ControlLost, SyncModeRefused
 from esl_controller.protocol import Event, Frame, encode_command, encode_execute
 from ivr_flows.call import (
     BridgeResult,
@@ -75,6 +85,17 @@ class SessionSettings:
     linger_seconds: int = 30            # FreeSWITCH keeps the socket this long after hangup
     dtmf_swallow_seconds: float = 1.5   # late DTMF events of a finished app are dropped this long
     max_bridge_seconds: float = 4 * 3600.0
+    transfer_verdict_seconds: float = 3.0   # how long to watch a transfer for FreeSWITCH's routing result
+
+
+@dataclass(frozen=True, slots=True)
+class DeadmanTarget:
+    """Where FreeSWITCH moves the caller when this process stops re-arming (`CallSession.arm_deadman`)."""
+
+    seconds: int
+    extension: str
+    dialplan: str = "XML"
+    context: str | None = None          # None: the context the call is in
 
 
 @dataclass(slots=True)
@@ -89,6 +110,7 @@ class _AppWait:
     consumed: list[str] = field(default_factory=list)
     result_var: str = ""      # play_and_get_digits: the variable holding the digits
     terminators: str = ""     # play_and_get_digits: keys that end the input
+    started: bool = False     # FreeSWITCH reported its CHANNEL_EXECUTE
 
 
 class CallSession:
@@ -121,7 +143,18 @@ class CallSession:
         self.hangup_at: float | None = None
         self.connected_at = time.time()
         self.transferred = False
+        self.context = ""                   # the dialplan context the call is in (Caller-Context)
+        self.in_socket_app = False          # FreeSWITCH runs our socket application for this call
+        self._leaving = False               # we are moving the call out of the socket app ourselves
+        self.control_lost: ControlLost | None = None
+        self.bridging = False               # inside a bridge (socket_resume=false: a crash keeps it up)
+        self.handed_back = False            # returned to the dialplan on purpose (resume + exit)
+        self.released = False               # let go of without a command that changes the call
+        self._verdict: AsyncResult | None = None
+        self._deadman_task = ""             # the FreeSWITCH scheduler task of our dead-man's switch
+        self._deadman_command = ""
         self._terminators: str | None = None
+        self._live_writes = False
         self._stale_terminator = False
         self.last_progress = time.monotonic()
         self.wait_deadline: float | None = None
@@ -130,8 +163,11 @@ class CallSession:
 
     # ================================================================== start and end
 
-    def start(self) -> CallInfo:
-        """``connect``, refuse sync mode, cancel the start-up watchdog, ``myevents``, ``linger``."""
+    def start(self, deadman: DeadmanTarget | None = None) -> CallInfo:
+        """``connect``, refuse sync mode (and a call no longer in our socket app), cancel the start-up
+        watchdog, ``myevents``, ``linger``; then arm the dead-man's switch (`arm_deadman`) once
+        ``sched_cancel`` has run: it runs on the channel's thread, ``api`` at once, and the cancel
+        would otherwise take our new task with the watchdog (both are grouped by the call's uuid)."""
         reply = self._command("connect")
         data = reply.headers
         self.channel_data = data
@@ -141,17 +177,36 @@ class CallSession:
             raise SyncModeRefused(
                 f"socket mode {mode or '?'}/{control or '?'}: the dialplan must say "
                 f"'socket <host:port> async full'")
+        self.context = data.get("Caller-Context") or data.get("Channel-Context") or ""
+        running = data.get("variable_current_application")
+        if running is not None and running != "socket":
+            # Connected too late: FreeSWITCH's watchdog (or something else) already moved the call.
+            where = (f"{data.get('Caller-Destination-Number') or '?'}@{self.context or '?'} "
+                     f"running {running or 'nothing'}")
+            self._mark_lost(where)
+            raise ControlLost(where)
+        self.in_socket_app = True
         # Pipelined: the first application is sched_cancel (the dialplan's watchdog).
+        cancel_uuid = str(uuidlib.uuid4())
+        cancel = _AppWait("sched_cancel", AsyncResult())
+        self._apps[cancel_uuid] = cancel
         slots = self._conn.send_many([
-            encode_execute("sched_cancel", None, event_uuid=str(uuidlib.uuid4())),
+            encode_execute("sched_cancel", None, event_uuid=cancel_uuid),
             b"myevents\n\n",
             f"linger {int(self.settings.linger_seconds)}\n\n".encode(),
         ])
         self.commands_sent += 3
-        for what, slot in zip(("sched_cancel", "myevents", "linger"), slots, strict=True):
-            frame = self._wait_slot(slot, what)
-            if not frame.ok:
-                raise CommandError(what, frame.reply_text)
+        try:
+            for what, slot in zip(("sched_cancel", "myevents", "linger"), slots, strict=True):
+                frame = self._wait_slot(slot, what)
+                if not frame.ok:
+                    raise CommandError(what, frame.reply_text)
+            if deadman is not None and deadman.seconds > 0:
+                self._wait_app(cancel_uuid, cancel, self.settings.command_timeout)
+                self.arm_deadman(deadman.seconds, deadman.extension, dialplan=deadman.dialplan,
+                                 context=deadman.context)
+        finally:
+            self._apps.pop(cancel_uuid, None)
         self._info = self._read_info(data)
         return self._info
 
@@ -164,6 +219,7 @@ class CallSession:
             destination_number=data.get("Caller-Destination-Number", ""),
             domain_uuid=data.get("variable_domain_uuid", ""),
             domain_name=data.get("variable_domain_name", ""),
+            context=data.get("Caller-Context") or data.get("Channel-Context") or "",
             variables={k[9:]: v for k, v in data.items() if k.startswith("variable_")},
         )
 
@@ -178,9 +234,19 @@ class CallSession:
         return self._gone is not None
 
     def hand_back(self) -> None:
-        """Deliberately return the call to the dialplan (``resume`` + ``exit``): it reaches the fallback."""
+        """Deliberately return the call to the dialplan (``resume`` + ``exit``): it reaches the fallback.
+
+        Only while the call is in our socket application and not bridged: ``resume`` on a call
+        elsewhere would leave it in ``CS_RESET`` (dead air), and would cut a live bridge; such a
+        call is released instead."""
         if self._conn.closed:
             return
+        if not self.in_socket_app or self.bridging or self.control_lost is not None:
+            self.release()
+            return
+        self._leaving = True
+        self.handed_back = True
+        self.disarm_deadman()
         try:
             if not self.gone:
                 self._conn.send(b"resume\n\n", timeout=self.settings.command_timeout)
@@ -190,9 +256,35 @@ class CallSession:
         self._conn.join(timeout=2.0)
         self._conn.close("handed back")
 
+    def release(self) -> None:
+        """Let go of the call without disturbing it: our dead-man's switch off, ``socket_resume=false``
+        (so closing the socket changes nothing for the channel), ``exit``."""
+        if self._conn.closed:
+            return
+        self._leaving = True
+        self.released = True
+        try:
+            if not self.gone:
+                commands = [f"api uuid_setvar {self.uuid} socket_resume false\n\n".encode()]
+                if self._deadman_task:
+                    commands.insert(0, f"api sched_del {self._deadman_task}\n\n".encode())
+                    self._deadman_task = ""
+                slots = self._conn.send_many(commands)
+                for slot in slots:
+                    slot.get(timeout=self.settings.command_timeout)
+            self._conn.send(b"exit\n\n", timeout=self.settings.command_timeout)
+        except (CallGone, CommandTimeout, gevent.Timeout):
+            pass
+        self._conn.join(timeout=2.0)
+        self._conn.close("released")
+
     def finish(self) -> None:
         """End of our control: ``exit`` (FreeSWITCH closes), then close the socket."""
         if self._conn.closed:
+            return
+        if self.control_lost is not None or (self.in_socket_app and not self.gone and not self._leaving):
+            # Not ended by a hangup, a transfer or a hand-back of ours: let go without touching it.
+            self.release()
             return
         try:
             self._conn.send(b"exit\n\n", timeout=self.settings.command_timeout)
@@ -218,7 +310,7 @@ class CallSession:
         return frame
 
     def _command(self, command: str, headers: Any = (), body: str | None = None) -> Frame:
-        if self._conn.closed:
+        if self._conn.closed or self.control_lost is not None:
             raise self._gone or CallGone("disconnected", self._conn.close_reason)
         self.commands_sent += 1
         frame = self._conn.send(encode_command(command, headers, body), timeout=self.settings.command_timeout)
@@ -231,7 +323,7 @@ class CallSession:
 
     def api(self, command: str, *, timeout: float | None = None) -> str:
         """Run ``api <command>``; returns the body, raises `CommandError` on ``-ERR``."""
-        if self._conn.closed:
+        if self._conn.closed or self.control_lost is not None:
             raise self._gone or CallGone("disconnected")
         self.commands_sent += 1
         frame = self._conn.send(encode_command(f"api {command}"),
@@ -355,11 +447,22 @@ class CallSession:
                 if wait is not None and not wait.result.ready():
                     self._swallow_late_digits(wait, event)
                     wait.result.set(event)
+                elif event.peek("Application") == "socket":
+                    self._left_socket_app(event)
+            elif name == "CHANNEL_EXECUTE":
+                wait = self._apps.get(event.peek("Application-UUID") or "")
+                if wait is not None:
+                    wait.started = True
+                elif self._verdict is not None and not self.in_socket_app and not self._verdict.ready():
+                    self._verdict.set("routed")   # the dialplan found the transfer's extension
             elif name == "DTMF":
                 self._on_dtmf(event.peek("DTMF-Digit") or "")
             elif name == "CHANNEL_HANGUP":
                 self.hangup_at = time.time()
-                self._mark_gone("hangup", event.peek("Hangup-Cause") or "")
+                cause = event.peek("Hangup-Cause") or ""
+                if self._verdict is not None and not self._verdict.ready():
+                    self._verdict.set(cause or "hangup")
+                self._mark_gone("hangup", cause)
             elif name == "CHANNEL_ANSWER":
                 self.answered_at = time.time()
         if self._handlers:
@@ -369,6 +472,27 @@ class CallSession:
                         handler(event)
                     except Exception:
                         self.log.exception("esl.user_handler_failed", event=name)
+
+    def _left_socket_app(self, event: Event) -> None:
+        """The socket application returned: after our transfer that is expected; otherwise the call
+        was taken from us (a watchdog or someone else moved it) and is no longer ours to touch."""
+        self.in_socket_app = False
+        if self._leaving or self.gone:
+            return
+        where = (f"{event.get('Caller-Destination-Number') or '?'}@{event.get('Caller-Context') or '?'}"
+                 f" ({event.get('Channel-State') or '?'})")
+        self._mark_lost(where)
+
+    def _mark_lost(self, where: str) -> None:
+        if self.control_lost is not None:
+            return
+        self.control_lost = ControlLost(where)
+        self.log.warning("esl.control_lost", where=where)
+        if self._gone is None:
+            self._gone = self.control_lost
+            self.gone_event.set()
+            self._dtmf.put(_GONE)
+        self._fail_all(self.control_lost)
 
     def _on_notice(self, frame: Frame) -> None:
         if frame.headers.get("Content-Disposition") == "linger":
@@ -547,9 +671,14 @@ class CallSession:
         return DigitsResult(DigitsStatus.TIMEOUT)
 
     def record(self, path: str, *, max_seconds: int = 60, silence_threshold: int = 200, silence_seconds: int = 3,
-               terminators: str = "#", timeout: float | None = None) -> RecordResult:
+               terminators: str = "#", timeout: float | None = None, live: bool = False) -> RecordResult:
+        """Record the caller.  ``live``: FreeSWITCH writes every 20 ms frame as it comes (by default it
+        buffers 64 KiB, ~4 s of audio, so a reader tailing the file hears nothing for 4 s)."""
         if " " in path or "\n" in path:
             raise ValueError(f"record path may not contain spaces: {path!r}")
+        if live and not self._live_writes:
+            self.execute_nowait("set", "enable_file_write_buffering=false")
+            self._live_writes = True
         self._prepare_terminators(terminators)
         arg = f"{path} {int(max_seconds)} {int(silence_threshold)} {int(silence_seconds)}"
         event_uuid, wait = self._start_app("record", arg, survive_hangup=True)
@@ -570,16 +699,44 @@ class CallSession:
         return RecordResult(path=path, duration_ms=int(ms) if ms.isdigit() else 0, stop=stop, terminator=term,
                             size_bytes=int(size) if size and size.isdigit() else None)
 
-    def transfer(self, extension: str, *, dialplan: str = "XML", context: str = "default") -> None:
-        """Transfer while keeping the socket: ``socket_resume=false`` first (the CS_RESET trap)."""
+    def transfer(self, extension: str, *, dialplan: str = "XML", context: str | None = None) -> None:
+        """Transfer while keeping the socket: our dead-man's switch off and ``socket_resume=false``
+        first (the CS_RESET trap).  ``context`` defaults to the one the call is in.  FreeSWITCH's
+        verdict (the extension found, or the caller hung up with NO_ROUTE_DESTINATION) comes in
+        later: `transfer_verdict`."""
+        target = f"{extension} {dialplan} {context or self.context or 'default'}"
+        self._leaving = True
+        self._verdict = AsyncResult()
+        self.disarm_deadman()
         self.execute_nowait("set", "socket_resume=false")
-        self.execute("transfer", f"{extension} {dialplan} {context}", timeout=self.settings.command_timeout * 2)
+        event_uuid, wait = self._start_app("transfer", target, survive_hangup=False)
+        try:
+            self._wait_app(event_uuid, wait, self.settings.command_timeout * 2)
+        except CallGone:
+            # The hangup (or the socket's end) raced the transfer's completion: it is a transfer
+            # when FreeSWITCH had started running it.
+            self.transferred = wait.started
+            raise
         self.transferred = True
 
-    def divert(self, extension: str, *, dialplan: str = "XML", context: str = "default") -> None:
+    def transfer_verdict(self, timeout: float | None = None) -> str:
+        """After `transfer`: ``routed`` when the dialplan ran the extension, the hangup cause when the
+        call ended before any of it ran (``NO_ROUTE_DESTINATION``: no such extension in that context;
+        ``NORMAL_CLEARING``: the caller hung up), ``unknown`` when FreeSWITCH did not say in time."""
+        if self._verdict is None:
+            return "unknown"
+        wait = self.settings.transfer_verdict_seconds if timeout is None else timeout
+        try:
+            return str(self._verdict.get(timeout=wait))
+        except gevent.Timeout:
+            return "unknown"
+
+    def divert(self, extension: str, *, dialplan: str = "XML", context: str | None = None) -> None:
         """Transfer waiting for replies only: works in sync mode too (where ``sendmsg`` replies when the
         application is done and no events were asked for).  ``socket_resume=false`` first."""
-        for app, arg in (("set", "socket_resume=false"), ("transfer", f"{extension} {dialplan} {context}")):
+        self._leaving = True
+        target = f"{extension} {dialplan} {context or self.context or 'default'}"
+        for app, arg in (("set", "socket_resume=false"), ("transfer", target)):
             frame = self._command_bytes(encode_execute(app, arg, event_uuid=str(uuidlib.uuid4())))
             if not frame.ok:
                 raise CommandError(f"execute {app}", frame.reply_text)
@@ -594,17 +751,94 @@ class CallSession:
         return frame
 
     def bridge(self, target: str, *, timeout: float | None = None, hangup_after_bridge: bool = True) -> BridgeResult:
-        """Bridge to ``target``; a crash of ours cannot tear the bridge down (``socket_resume=false``)."""
+        """Bridge to ``target``; a crash of ours cannot tear the bridge down (``socket_resume=false``),
+        and a hang of ours cannot either (the dead-man's switch is off while the bridge lasts)."""
+        self.bridging = True
+        self.disarm_deadman()
         self.execute_nowait("set", "socket_resume=false")
         self.execute_nowait("set", f"hangup_after_bridge={'true' if hangup_after_bridge else 'false'}")
-        event = self.execute("bridge", target, timeout=timeout or self.settings.max_bridge_seconds,
-                             survive_hangup=True)
+        try:
+            event = self.execute("bridge", target, timeout=timeout or self.settings.max_bridge_seconds,
+                                 survive_hangup=True)
+        finally:
+            self.bridging = False
         disposition = event.get("variable_originate_disposition") or event.get("Application-Response") or ""
         cause = event.get("variable_bridge_hangup_cause") or event.get("variable_last_bridge_hangup_cause") or ""
         answered = disposition in ("SUCCESS", "ANSWER") or bool(event.get("variable_bridge_hangup_cause"))
         if not self.gone:
             self.execute_nowait("set", "socket_resume=true")
+            self.rearm_deadman()
         return BridgeResult(answered=answered, disposition=disposition, hangup_cause=cause)
+
+    # ================================================================== the dead-man's switch
+
+    def arm_deadman(self, seconds: int, extension: str, *, dialplan: str = "XML", context: str | None = None) -> None:
+        """A FreeSWITCH-side task that moves the caller to ``extension`` in ``seconds`` unless we re-arm it
+        first (`rearm_deadman`, by `esl_controller.deadman.DeadMansSwitch`): a hung controller process
+        stops re-arming, and the caller reaches a person instead of dead air.  Grouped by the call's
+        uuid, so the fallback's ``sched_cancel`` and the channel's end remove it."""
+        self._deadman_command = (f"sched_api +{int(seconds)} {self.uuid} uuid_transfer {self.uuid} {extension} "
+                                 f"{dialplan} {context or self.context or 'default'}")
+        self.rearm_deadman()
+
+    def rearm_deadman(self, *, verify: bool = False) -> None:
+        """Schedule a fresh task, then delete the previous one (never a moment unarmed); no waiting.
+        With ``verify``, first ask FreeSWITCH whether the call is still in our socket application."""
+        if not self._deadman_command or self._conn.closed or self.gone or self.bridging or self._leaving:
+            return
+        if verify:
+            try:
+                slot = self._conn.send_nowait(f"api uuid_getvar {self.uuid} current_application\n\n".encode())
+            except CallGone:
+                return
+            slot.rawlink(self._rearm_if_ours)
+            return
+        commands = [f"api {self._deadman_command}\n\n".encode()]
+        if self._deadman_task:
+            commands.append(f"api sched_del {self._deadman_task}\n\n".encode())
+        try:
+            slots = self._conn.send_many(commands)
+        except CallGone:
+            return
+        slots[0].rawlink(self._deadman_armed)
+
+    def _rearm_if_ours(self, slot: AsyncResult) -> None:
+        if slot.successful() and slot.value.reply_text.strip() == "socket":
+            self.rearm_deadman()
+        else:
+            self.log.warning("esl.deadman_not_rearmed", reason="the call is no longer in the socket application")
+
+    def _deadman_armed(self, slot: AsyncResult) -> None:
+        if not slot.successful():
+            return
+        text = slot.value.reply_text
+        if text.startswith("+OK Added:"):
+            task = text.rpartition(" ")[2].strip()
+            if self._leaving or self.bridging or self.gone:
+                # Disarmed while this one was on its way: take it back at once.
+                if not self._conn.closed:
+                    self._conn.send_nowait(f"api sched_del {task}\n\n".encode())
+                return
+            self._deadman_task = task
+        else:
+            self.log.warning("esl.deadman_not_armed", reply=text[:120])
+
+    def disarm_deadman(self) -> None:
+        """Delete our dead-man's task (by its id: the channel's other scheduled tasks stay)."""
+        task, self._deadman_task = self._deadman_task, ""
+        if task and not self._conn.closed and not self.gone:
+            try:
+                self._conn.send_nowait(f"api sched_del {task}\n\n".encode())
+            except CallGone:
+                pass
+
+    @property
+    def deadman_armed(self) -> bool:
+        return bool(self._deadman_task)
+
+    @property
+    def deadman_command(self) -> str:
+        return self._deadman_command
 
     def hangup(self, cause: str = "NORMAL_CLEARING") -> None:
         """End the call with ``call-command: hangup`` and wait (bounded) for FreeSWITCH to confirm."""

@@ -88,6 +88,7 @@ class CallInfo:
     destination_number: str = ""
     domain_uuid: str = ""
     domain_name: str = ""
+    context: str = ""                # the dialplan context the call is in (Caller-Context)
     variables: dict[str, str] = field(default_factory=dict)
 
 
@@ -113,9 +114,10 @@ class Call(Protocol):
 
     def record(self, path: str, *, max_seconds: int = 60, silence_threshold: int = 200,
                silence_seconds: int = 3, terminators: str = "#",
-               timeout: float | None = None) -> RecordResult: ...
+               timeout: float | None = None, live: bool = False) -> RecordResult: ...
 
-    def transfer(self, extension: str, *, dialplan: str = "XML", context: str = "default") -> None: ...
+    def transfer(self, extension: str, *, dialplan: str = "XML", context: str | None = None) -> None:
+        """``context`` None: the context the call is in."""
 
     def bridge(self, target: str, *, timeout: float | None = None,
                hangup_after_bridge: bool = True) -> BridgeResult: ...

@@ -48,6 +48,11 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def redact_length(text: str | None) -> str:
+    """What a log line may say of a transcript unless the operator opted in: its length."""
+    return f"<{len(text or '')} chars>"
+
+
 @dataclass(slots=True)
 class Recording:
     """A recording made during the call (for the call record)."""
@@ -78,6 +83,8 @@ class FlowContext:
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic
     tts_voice: str | None = None
+    transfer_context: str | None = None     # the tenant's dialplan context for transfers (None: the call's)
+    redact: Callable[[str], str] = redact_length   # transcripts in log lines (the controller's opt-in policy)
     extensions: dict[str, Any] = field(default_factory=dict)
     info: CallInfo | None = None
     # Set by the runner while it runs:
@@ -134,6 +141,11 @@ class FlowContext:
     def language(self) -> str:
         return self.flow.language if self.flow is not None else "en-US"
 
+    def default_transfer_context(self) -> str:
+        """Where a transfer goes when its node names no context: the tenant's, else the call's own."""
+        info = self.info
+        return self.transfer_context or (info.context if info is not None else "") or "default"
+
     def ensure_answered(self) -> None:
         """Answer the call once, before the first node that plays media or listens to the caller.
 
@@ -145,7 +157,8 @@ class FlowContext:
             self.answered = True
 
     def note(self, **detail: Any) -> None:
-        """Add facts to the current step of the RunResult (no secrets, no transcripts, no digits)."""
+        """Add facts to the current step of the RunResult (no secrets, no digits; what the caller said
+        only under ``heard``, which the call record keeps and logs never show)."""
         self.step_detail.update(detail)
 
     def keep_key(self, result: PlaybackResult) -> None:

@@ -1,7 +1,11 @@
 """Listening to one caller utterance, ending it with our VAD, with the transcript ready at once.
 
 `listen(ctx, …) -> Heard` runs ``call.record`` in a greenlet and reads the WAV while FreeSWITCH
-writes it (`WavTail`), feeding 20 ms frames to the VAD (`SpeechDetector`):
+writes it (`WavTail`), feeding 20 ms frames to the VAD (`SpeechDetector`). The record is *live*
+(``enable_file_write_buffering=false``): by default FreeSWITCH writes recordings in 64 KiB steps,
+~4 s of audio, and a reader tailing the file hears nothing for 4 s; live, each 20 ms frame is
+readable 23–41 ms after the caller spoke (measured on FreeSWITCH 1.10.12), so the times below
+are the caller's, within a frame or two:
 
 - speech has ended when the caller was silent for `end_silence` seconds after speaking: the
   quiet audio after the last voiced frame plus the time since the file last grew (a line that
@@ -121,7 +125,8 @@ def _stream_transcript(stream: Any, timeout: float) -> tuple[str, str]:
 def listen(ctx: FlowContext, path: Path, *, max_seconds: float, end_silence: float, no_input: float,
            pause: float = 0.2, hints: list[str] | None = None, stt_timeout: float = 15.0,
            vad_mode: int = 2, on_speech: Callable[[], None] | None = None,
-           prefix: bytes = b"", prepare: Callable[[str], Preparation] | None = None) -> Heard:
+           prefix: bytes = b"", prepare: Callable[[str], Preparation] | None = None,
+           terminators: str = DTMF_KEYS) -> Heard:
     """Record one utterance and transcribe it (see the module docstring)."""
     call = ctx.call
     hints = list(hints or [])
@@ -130,7 +135,7 @@ def listen(ctx: FlowContext, path: Path, *, max_seconds: float, end_silence: flo
     path.parent.mkdir(parents=True, exist_ok=True)
     backstop = max(1, round(end_silence + 3))   # FreeSWITCH's silence timer: only if our VAD misses the end
     recorder = gevent.spawn(call.record, str(path), max_seconds=max(1, round(max_seconds)), silence_threshold=200,
-                            silence_seconds=backstop, terminators=DTMF_KEYS, timeout=max_seconds + 30)
+                            silence_seconds=backstop, terminators=terminators, timeout=max_seconds + 30, live=True)
     tail = WavTail(path)
     detector: SpeechDetector | None = None
     last_growth = started
@@ -176,8 +181,9 @@ def listen(ctx: FlowContext, path: Path, *, max_seconds: float, end_silence: flo
                 silence = silent_audio + (now - last_growth)
                 if silence >= pause and (
                         speculation is None or speculation.end_byte < detector.speech_end_byte):
-                    pcm = bytes(prefix + tail.pcm[: detector.speech_end_byte - len(prefix)]) if prefix \
-                        else bytes(tail.pcm[: detector.speech_end_byte])
+                    # Everything heard so far, the pause too: a word's unvoiced end ("-port") is often
+                    # below the VAD, and the recognizer does better with the silence after it.
+                    pcm = bytes(prefix) + bytes(tail.pcm)
                     rate = tail.rate or 8000
                     job = gevent.spawn(_stream_transcript, stream, stt_timeout) if stream is not None \
                         else gevent.spawn(_recognize, ctx, pcm, rate, path, hints)
@@ -261,6 +267,12 @@ class BackgroundRecorder(Protocol):
     def stop_background_recording(self, path: str) -> None: ...
 
 
+# Live (every frame written as it comes, no 0.5 s pre-buffer) and the caller's side only (without
+# RECORD_READ_ONLY the file also holds what is played to the caller: the answer would barge itself in).
+RECORD_SESSION_LIVE = "{enable_file_write_buffering=false,RECORD_PRE_BUFFER_FRAMES=0,RECORD_READ_ONLY=true}"
+RECORD_SESSION_LIMIT = 600      # seconds: a record_session nobody stops ends by itself
+
+
 class SessionRecorder:
     """`BackgroundRecorder` over a call that runs FreeSWITCH applications (``execute(app, arg)``)."""
 
@@ -272,8 +284,7 @@ class SessionRecorder:
         return callable(getattr(call, "execute", None))
 
     def start_background_recording(self, path: str) -> None:
-        self.call.execute("set", "RECORD_READ_ONLY=true", timeout=5.0)
-        self.call.execute("record_session", path, timeout=5.0)
+        self.call.execute("record_session", f"{path} +{RECORD_SESSION_LIMIT} {RECORD_SESSION_LIVE}", timeout=5.0)
 
     def stop_background_recording(self, path: str) -> None:
         self.call.execute("stop_record_session", path, timeout=5.0)

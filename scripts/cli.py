@@ -50,13 +50,27 @@ def cli(log_format: str, log_level: str, log_pii: bool | None) -> None:
 @click.option("--metrics-port", envvar="IVR_METRICS_PORT", default=0, type=int,
               help="Serve Prometheus metrics on 127.0.0.1:PORT (0: off).")
 @click.option("--drain-seconds", default=30.0, show_default=True, help="On SIGTERM, how long live calls may finish.")
+@click.option("--deadman-seconds", envvar="IVR_DEADMAN_SECONDS", default=10, show_default=True, type=int,
+              help="FreeSWITCH moves a caller to the fallback this long after a hung controller stops re-arming "
+                   "its dead-man's switch (0: off; env IVR_DEADMAN_SECONDS).")
+@click.option("--deadman-every", envvar="IVR_DEADMAN_EVERY", default=4.0, show_default=True, type=float,
+              help="How often every live call's dead-man's switch is re-armed (env IVR_DEADMAN_EVERY).")
+@click.option("--transfer-context", envvar="IVR_TRANSFER_CONTEXT", default=None,
+              help="With --flows-dir: the dialplan context transfers go to (default: the context the call is in; "
+                   "database tenants: the tenant setting transfer_context).")
 def serve(host: str, port: int, flows_dir: Path | None, default_flow: str, database_url: str | None, max_calls: int,
-          metrics_port: int, drain_seconds: float) -> None:
+          metrics_port: int, drain_seconds: float, deadman_seconds: int, deadman_every: float,
+          transfer_context: str | None) -> None:
     """Run the outbound Event Socket server FreeSWITCH's `socket` application dials into."""
+    from esl_controller.controller import ControllerSettings
     from esl_controller.service import build_service
 
+    if deadman_seconds and deadman_every >= deadman_seconds:
+        raise click.BadParameter("must be shorter than --deadman-seconds", param_hint="--deadman-every")
+    settings = ControllerSettings(deadman_seconds=deadman_seconds, deadman_every=deadman_every)
     service = build_service(host=host, port=port, flows_dir=flows_dir, default_flow=default_flow,
-                            database_url=database_url, max_calls=max_calls)
+                            database_url=database_url, max_calls=max_calls, settings=settings,
+                            transfer_context=transfer_context)
     if metrics_port:
         from prometheus_client import start_http_server
 
@@ -86,18 +100,30 @@ def serve(host: str, port: int, flows_dir: Path | None, default_flow: str, datab
               help="Where the fallback extension bridges the caller (a person or a queue, never park).")
 @click.option("--fallback-prompt", default="ivr/ivr-please_hold_while_party_contacted.wav", show_default=True)
 @click.option("--watchdog-seconds", default=15, show_default=True, type=int)
+@click.option("--layout", type=click.Choice(["plain", "fusionpbx"]), default="plain", show_default=True,
+              help="plain: extensions for a context's include folder; fusionpbx: the tenant's own context "
+                   "named after --domain-name.")
+@click.option("--context", default="default", show_default=True,
+              help="plain layout: the context the file is included in (the fallback lives there too).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the file here instead of printing it.")
 def dialplan(domain_uuid: str, domain_name: str, number: str, hosts: tuple[str, ...], fallback_bridge: str,
-             fallback_prompt: str, watchdog_seconds: int) -> None:
-    """Print the FreeSWITCH dialplan XML that hands a tenant's number to the controllers safely."""
+             fallback_prompt: str, watchdog_seconds: int, layout: str, context: str, output: Path | None) -> None:
+    """Print the FreeSWITCH dialplan file that hands a tenant's number to the controllers safely."""
     from esl_controller.dialplan import DialplanSpec, render_dialplan
 
     try:
-        click.echo(render_dialplan(DialplanSpec(domain_uuid=domain_uuid, domain_name=domain_name, number=number,
-                                                hosts=tuple(hosts), fallback_bridge=fallback_bridge,
-                                                fallback_prompt=fallback_prompt,
-                                                watchdog_seconds=watchdog_seconds)), nl=False)
+        xml = render_dialplan(DialplanSpec(domain_uuid=domain_uuid, domain_name=domain_name, number=number,
+                                           hosts=tuple(hosts), fallback_bridge=fallback_bridge,
+                                           fallback_prompt=fallback_prompt, watchdog_seconds=watchdog_seconds,
+                                           layout=layout, context=context))
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
+    if output is None:
+        click.echo(xml, nl=False)
+    else:
+        output.write_text(xml)
+        click.echo(f"wrote {output}", err=True)
 
 
 # Command groups owned by each package.

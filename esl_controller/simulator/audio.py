@@ -177,28 +177,50 @@ class CallerLine:
         return any(seg.start <= at < seg.end for seg in self.segments)
 
 
+WRITE_BUFFER_BYTES = 65536   # FreeSWITCH's default file write buffer (~4 s of 8 kHz audio)
+
+
+def write_buffer_bytes(value: str | None) -> int:
+    """The buffer FreeSWITCH uses for ``enable_file_write_buffering=<value>``: none for a false value,
+    its 64 KiB default otherwise (measured on 1.10.12: unset or any number mean the default)."""
+    if value is not None and value.strip().lower() in ("false", "no", "off", "0"):
+        return 0
+    return WRITE_BUFFER_BYTES
+
+
 class ProgressiveWav:
     """A WAV written while it records, as FreeSWITCH does through libsndfile: the header first
     (with zero sizes), samples appended as they arrive, the sizes written when it is closed.
-    A reader may follow the file as it grows (the ``ask_ai`` node does)."""
+    A reader may follow the file as it grows (the ``ask_ai`` node does) — but, like FreeSWITCH,
+    by default the samples reach the file in ``buffer_bytes`` steps (64 KiB, ~4 s); only with
+    ``enable_file_write_buffering=false`` (``buffer_bytes=0``) does each frame arrive as it comes."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, buffer_bytes: int = 0) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "wb")  # noqa: SIM115 - closed by close()
-        self.samples = 0
+        self.samples = 0                 # samples received (written or still in the buffer)
+        self.buffer_bytes = buffer_bytes
+        self._pending = bytearray()
         self._file.write(_wav_header(0, final=False))
         self._file.flush()
 
     def append(self, samples: np.ndarray) -> None:
         if len(samples) and not self._file.closed:
-            self._file.write(samples.astype("<i2").tobytes())
-            self._file.flush()
+            self._pending += samples.astype("<i2").tobytes()
             self.samples += len(samples)
+            whole = len(self._pending) if not self.buffer_bytes else (
+                len(self._pending) // self.buffer_bytes * self.buffer_bytes)
+            if whole:
+                self._file.write(self._pending[:whole])
+                del self._pending[:whole]
+                self._file.flush()
 
     def close(self) -> int:
         """Fix the header's sizes; returns the file size in bytes."""
         if not self._file.closed:
+            self._file.write(self._pending)
+            self._pending.clear()
             self._file.seek(0)
             self._file.write(_wav_header(self.samples, final=True))
             self._file.close()

@@ -3,9 +3,10 @@ the caller said.
 
 The file (8 kHz mono 16-bit) holds the samples of the caller's speech segments that fall
 inside the recording; silent time between segments is not written (a loopback leg sends CNG
-frames there, trace ``f1``).  Like FreeSWITCH, the file is written while it records (every
-``PROGRESS_STEP`` simulated seconds; header sizes fixed at the end), so a controller can follow
-it as it grows.  The recording stops when:
+frames there, trace ``f1``).  Like FreeSWITCH, the file is written while it records (header
+sizes fixed at the end): in 64 KiB steps by default, every 20 ms frame as it comes after
+``set enable_file_write_buffering=false`` (`audio.write_buffer_bytes`), so a controller can
+follow it as it grows only in the second case.  The recording stops when:
 
 * silence detection is on (threshold and seconds > 0) and that many seconds of quiet 20 ms
   frames passed, counted from the start and again after each voiced frame
@@ -25,13 +26,13 @@ from __future__ import annotations
 
 import math
 
-from esl_controller.simulator.audio import RATE, ProgressiveWav
+from esl_controller.simulator.audio import RATE, ProgressiveWav, write_buffer_bytes
 from esl_controller.simulator.execution import AppHost, wait_sim
 from esl_controller.simulator.media import terminators_of
 from esl_controller.simulator.records import Recording
 
 MAX_LIMIT_SLACK = 0.06
-PROGRESS_STEP = 0.02   # FreeSWITCH writes each 20 ms frame as it comes (no enable_file_write_buffering)
+PROGRESS_STEP = 0.02   # one 20 ms frame: how often the simulated line is read into the file
 
 
 def record(host: AppHost, arg: str) -> None:
@@ -52,7 +53,7 @@ def record(host: AppHost, arg: str) -> None:
     ch.emit("RECORD_START", [("Record-File-Path", path)])
     limit = start + max_seconds + MAX_LIMIT_SLACK if max_seconds > 0 else math.inf
     stop, exhausted = "max_length", False
-    writer = ProgressiveWav(target)
+    writer = ProgressiveWav(target, buffer_bytes=write_buffer_bytes(ch.vars.get("enable_file_write_buffering")))
     while True:
         plan = line.plan_record(start, limit, threshold, silence_seconds)
         deadline = min(plan.stop_at, limit, clock.now() + PROGRESS_STEP)

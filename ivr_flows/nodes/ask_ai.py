@@ -393,8 +393,7 @@ class AskAiNode(Node):
         ctx.note(answered=answered, transfer=target)
         if "transfer" in self.edge_map():
             return "transfer"
-        context = (ctx.info.domain_name if ctx.info else "") or "default"
-        ctx.call.transfer(number, context=context)
+        ctx.call.transfer(number, context=ctx.default_transfer_context())
         return "transfer"
 
 

@@ -24,11 +24,16 @@ Outcomes: one per option key (its edge is the option's `next`, or `next.<key>`),
 
 How one attempt runs:
 - DTMF only: `play_and_get_digits` over the prompt (barge-in: the first key stops the prompt).
-- With speech: the prompt plays with every key as a terminator (DTMF barge-in); then a short
-  utterance is recorded (`utterance_max`, ending after `speech_silence` of silence, a key press
-  also ends it), the tenant's Recognizer transcribes it with every option's words as hints, and
-  the words are matched (the earliest one said wins). Without a Recognizer a DTMF+speech menu
-  works as DTMF only; a speech-only menu takes `error`.
+- With speech: the prompt plays with every key as a terminator (DTMF barge-in); then the menu
+  listens (`ivr_flows.speech_listen.listen`: our VAD on the live recording): the caller has
+  `timeout` to start speaking, the utterance ends after `speech_silence` of silence (or at
+  `utterance_max`), a key press also ends it; the tenant's STT (streamed as the caller speaks,
+  else the Recognizer) transcribes it with every option's words as hints, and the words are
+  matched (the earliest one said wins). An attempt in which the caller said nothing counts as
+  `no_input`; speech that matched no option as `no_match`. What was heard (text, STT provider,
+  the option it chose) is kept in the step's `heard` list for the call record; logs carry only
+  its length. Without a Recognizer a DTMF+speech menu works as DTMF only; a speech-only menu
+  takes `error`.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from ivr_flows.call import CallEnded, DigitsStatus, PlaybackStop, RecordStop
+from ivr_flows.call import CallEnded, DigitsStatus, PlaybackStop
 from ivr_flows.durations import Duration
 from ivr_flows.nodes.base import Edge, Node, Prompt, VarName
 from ivr_flows.prompts import DTMF_KEYS, play_prompt, prompt_and_get_digits
@@ -230,29 +235,35 @@ class MenuNode(Node):
                 digits = played.terminator
         if digits:
             return "digits", self._more_digits(ctx, digits)
+        from ivr_flows.speech_listen import listen
+
         path = self._utterance_path(ctx, attempt)
         try:
-            record = ctx.call.record(
-                str(path),
-                max_seconds=max(1, round(self.utterance_max)),
-                silence_seconds=max(1, round(self.speech_silence)),
-                terminators=DTMF_KEYS if dtmf else "",
-            )
-            if dtmf and record.stop is RecordStop.TERMINATOR and record.terminator:
-                return "digits", self._more_digits(ctx, record.terminator)
-            assert ctx.recognizer is not None
-            try:
-                transcript = ctx.recognizer.transcribe(record.path or str(path), self.hints())
-            except CallEnded:
-                raise
-            except Exception as e:
-                ctx.log.warning("flow.menu_stt_failed", node=ctx.node_id, error=type(e).__name__)
-                return "no_match", ""
+            heard = listen(ctx, path, max_seconds=self.utterance_max, end_silence=self.speech_silence,
+                           no_input=self.timeout, hints=self.hints(), terminators=DTMF_KEYS if dtmf else "",
+                           stt_timeout=max(5.0, self.utterance_max))
+        except CallEnded:
+            raise
+        except Exception as e:
+            ctx.log.warning("flow.menu_stt_failed", node=ctx.node_id, error=type(e).__name__)
+            return "no_match", ""
         finally:
             path.unlink(missing_ok=True)
-        if not transcript.strip():
+        if heard.dtmf:
+            return ("digits", self._more_digits(ctx, heard.dtmf)) if dtmf else ("no_match", "")
+        transcript = heard.transcript.strip()
+        if heard.stop == "no_input":
             return "no_input", ""
-        return "speech", transcript
+        self._heard(ctx, attempt, transcript, heard.stt_provider)
+        return ("speech", transcript) if transcript else ("no_match", "")
+
+    def _heard(self, ctx: FlowContext, attempt: int, text: str, provider: str) -> None:
+        """What the caller said, for the call record (the step's detail) and, redacted, the log."""
+        chosen = self.match_words(text) if text else None
+        entry = {"attempt": attempt, "text": text, "stt": provider, "option": chosen}
+        ctx.step_detail.setdefault("heard", []).append(entry)
+        ctx.log.info("flow.menu_heard", node=ctx.node_id, attempt=attempt, heard=ctx.redact(text),
+                     option=chosen, stt=provider)
 
     def run(self, ctx: FlowContext) -> str:
         speech = "speech" in self.input and ctx.recognizer is not None

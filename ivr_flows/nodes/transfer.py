@@ -1,7 +1,7 @@
 """`transfer`: hand the call to an extension, or bridge it to a SIP URI / gateway and maybe come back.
 
 ```yaml
-sales:    {type: transfer, to: "1001"}                       # dialplan XML, context: the call's domain
+sales:    {type: transfer, to: "1001"}                       # dialplan XML, context: see below
 support:  {type: transfer, to: "1002", dialplan: XML, context: default, next: {error: operator}}
 partner:
   type: transfer
@@ -12,8 +12,11 @@ partner:
   next: {bridged: goodbye, no_answer: voicemail, busy: voicemail, failed: operator}
 ```
 
-`to` mode: `call.transfer(extension, dialplan, context)`; outcome `transferred` ends the flow
-(`context` defaults to the call's domain name, else `default`). `bridge` mode: `call.bridge`;
+`to` mode: `call.transfer(extension, dialplan, context)`; outcome `transferred` ends the flow.
+`context` defaults to the tenant's `transfer_context` when it has one, else to the context the
+call is in (FreeSWITCH's `Caller-Context`: `default` on a stock FreeSWITCH, the tenant's domain
+on FusionPBX). A context FreeSWITCH has no such extension in hangs the caller up
+(NO_ROUTE_DESTINATION); the call record then says `transfer_failed` with that cause. `bridge` mode: `call.bridge`;
 `ring_timeout` sets FreeSWITCH's `call_timeout`; the wait for the whole bridge is the session's.
 Outcomes `bridged` (ends the flow when `hangup_after_bridge`), `no_answer`, `busy`, `failed`,
 so a failed bridge goes on in the flow instead of leaving dead air. Rendered targets are checked
@@ -107,10 +110,8 @@ class TransferNode(Node):
             if not _EXTENSION_RE.match(extension):
                 ctx.log.warning("flow.transfer_refused", node=ctx.node_id, reason="invalid extension")
                 return "error"
-            info = ctx.info
             context = ctx.render(self.context).strip() if self.context is not None else ""
-            if not context:
-                context = (info.domain_name if info and info.domain_name else "") or "default"
+            context = context or ctx.default_transfer_context()
             if not _DIALPLAN_RE.match(context):
                 ctx.log.warning("flow.transfer_refused", node=ctx.node_id, reason="invalid context")
                 return "error"

@@ -18,7 +18,7 @@ def test_simulate_prints_every_command_and_the_outcome():
     lines = result.output.splitlines()
     received = [line.split("FreeSWITCH received: ", 1)[1] for line in lines if "FreeSWITCH received: " in line]
     assert received[:4] == ["connect", "sendmsg execute sched_cancel", "myevents", "linger 30"]
-    assert "sendmsg execute transfer 1001 XML tenant-a.example" in received
+    assert "sendmsg execute transfer 1001 XML default" in received
     assert any(line.startswith("outcome: transferred") and "1001" in line for line in lines)
 
 

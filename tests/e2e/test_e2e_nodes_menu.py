@@ -144,17 +144,20 @@ def test_a_spoken_option_word_is_recognized(tmp_path: Path, speech: SpeechBacken
         rig.services["recognizer"] = speech.recognizer
         before = len(speech.heard)
         placed = rig.call([Speak(wav)])
-    assert placed.steps == [("menu", key), (node, "hangup")]
+    assert placed.steps == [("menu", key), (node, "hangup")], (speech.heard[before:], placed.step("menu"))
     assert placed.record.vars["choice"] == key
     (recorded,) = placed.call.state.recordings
-    assert recorded.samples > 0 and recorded.stop == "silence"
-    ((path, hints, samples, text),) = speech.heard[before:]
-    assert path == recorded.path and samples == recorded.samples
+    assert recorded.samples > 0
+    *_, (path, hints, samples, text) = speech.heard[before:]
+    assert 0 < samples <= recorded.samples                       # what the caller said, heard from the live file
     assert hints == ["sales", "support"]
     assert word in text.split()
-    assert not Path(path).exists()                               # the utterance is not kept
+    assert not Path(path).exists() and not Path(recorded.path).exists()   # the utterance is not kept
     (record_arg,) = placed.executes("record")
-    assert record_arg.endswith(" 4 200 1")                       # utterance_max, threshold, speech_silence
+    assert record_arg.split()[1] == "4"                          # utterance_max
+    assert "sendmsg execute set enable_file_write_buffering=false" in placed.commands()   # live
+    (heard,) = placed.step("menu")["detail"]["heard"]
+    assert heard["option"] == key and word in heard["text"].split()
 
 
 def test_a_key_over_the_speech_prompt_still_chooses(tmp_path: Path, speech: SpeechBackend) -> None:
@@ -180,8 +183,8 @@ def test_silence_in_a_speech_menu_is_no_input(tmp_path: Path, speech: SpeechBack
         rig.services["recognizer"] = speech.recognizer
         before = len(speech.heard)
         placed = rig.call([])
-    # The recognizer got each (empty) utterance as a readable WAV with no samples.
-    assert [(samples, text) for _, _, samples, text in speech.heard[before:]] == [(0, ""), (0, "")]
+    # Our VAD heard no speech: nothing went to the recognizer (an empty decode broke pocketsphinx once).
+    assert speech.heard[before:] == []
     assert placed.steps == [("menu", "failure"), ("failed", "hangup")]
     assert counters(placed) == (2, 2, 0)
     assert placed.heard() == [SPEECH_PROMPT, SPEECH_NO_INPUT, SPEECH_PROMPT, FAILED]

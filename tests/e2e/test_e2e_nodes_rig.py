@@ -2,7 +2,7 @@
 
 `NodeRig` is the lead's `Controller` (real `EslServer` + `CallSession` + `CallController`, the
 simulator dialling in over TCP) pointed at a copy of ``tests/e2e/flows`` with a tenant prompt
-folder next to it (``/work/shared/fixtures/audio/*.wav``), so prompt files resolve the way they do
+folder next to it (``tests/fixtures/audio/*.wav``), so prompt files resolve the way they do
 in production: ``<tmp>/flows/*.yaml`` and ``<tmp>/prompts/*.wav``.  Per-call services
 (synthesizer, recognizer, clock, allowed URL hosts, secrets, extra variables) go on the
 `FlowContext` through the controller's ``context_hook``.
@@ -47,8 +47,8 @@ from ivr_flows.context import FlowContext, Recognizer, Synthesizer
 from ivr_flows.webhook_signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 
 FLOWS = Path(__file__).resolve().parent / "flows"
-AUDIO = Path("/work/shared/fixtures/audio")
-START_UP_COMMANDS = 4          # connect, sched_cancel, myevents, linger
+AUDIO = Path(__file__).resolve().parents[1] / "fixtures" / "audio"
+START_UP_COMMANDS = 5          # connect, sched_cancel, myevents, linger, the dead-man's sched_api
 ERROR_EVENTS = ("call.controller_error", "esl.call_handler_crashed", "flow.node_failed", "call.record_failed",
                 "call.finish_failed", "sim.call_crashed", "sim.application_failed")
 

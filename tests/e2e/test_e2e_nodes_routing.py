@@ -8,7 +8,6 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from e2e_controller import TENANT_NAME
 from test_e2e_nodes_rig import NodeRig
 
 from esl_controller.simulator import BridgeTarget
@@ -26,14 +25,14 @@ def test_transfer_to_an_extension_sets_channel_vars_and_does_not_answer(tmp_path
     assert "sendmsg execute answer" not in cmds
     order = [cmds.index("sendmsg execute set effective_caller_id_name=IVR TestCaller"),
              cmds.index("sendmsg execute set socket_resume=false"),
-             cmds.index(f"sendmsg execute transfer 1001 XML {TENANT_NAME}")]
+             cmds.index("sendmsg execute transfer 1001 XML default")]   # the context the call is in
     assert order == sorted(order)
     assert placed.call.state.transferred_to.startswith("1001")
     assert placed.call.state.variables["effective_caller_id_name"] == "IVR TestCaller"
     assert placed.outcome.kind == "transferred"
     assert placed.record.outcome == "transferred"
     assert placed.steps == [("xfer", "transferred")]
-    assert placed.step("xfer")["detail"] == {"dialplan": "XML", "context": TENANT_NAME}
+    assert placed.step("xfer")["detail"] == {"dialplan": "XML", "context": "default"}
 
 
 def test_transfer_to_a_target_with_injected_words_is_refused(tmp_path: Path) -> None:

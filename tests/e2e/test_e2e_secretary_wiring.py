@@ -49,7 +49,7 @@ def test_a_spoken_question_is_answered_from_the_tenants_documents(tmp_path: Path
         deadline = time.monotonic() + 120
         while not call.done and time.monotonic() < deadline:
             gevent.sleep(0.2)
-            if any("transfer" in cmd or "hangup" in cmd for cmd in call.commands()):
+            if any(cmd.startswith("sendmsg") and ("transfer" in cmd or "hangup" in cmd) for cmd in call.commands()):
                 break
         call.hangup()
         call.wait(timeout=30)

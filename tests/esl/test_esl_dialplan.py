@@ -12,25 +12,43 @@ from scripts.cli import cli
 
 
 def _actions(xml: str) -> list[list[tuple[str, str | None]]]:
-    root = ET.fromstring(f"<context>{xml}</context>")
-    return [[(a.get("application"), a.get("data")) for a in ext.iter("action")] for ext in root]
+    root = ET.fromstring(xml)          # the file as printed is one well-formed <include> document
+    assert root.tag == "include"
+    return [[(a.get("application"), a.get("data")) for a in ext.iter("action")] for ext in root.iter("extension")]
 
 
-def test_dialplan_shape_is_safe():
+@pytest.mark.parametrize(("layout", "context", "expected"), [("plain", "default", "default"),
+                                                           ("plain", "public", "public"),
+                                                           ("fusionpbx", "default", "tenant-a.example")])
+def test_dialplan_shape_is_safe(layout, context, expected):
     xml = render_dialplan(DialplanSpec(domain_uuid="11111111-1111-1111-1111-111111111111",
                                        domain_name="tenant-a.example", number="5000",
-                                       hosts=("127.0.0.1:8084", "127.0.0.1:8085")))
+                                       hosts=("127.0.0.1:8084", "127.0.0.1:8085"), layout=layout, context=context))
     main, fallback = _actions(xml)
     apps = [a for a, _ in main]
     assert ("set", "socket_resume=true") in main
     assert ("set", "domain_uuid=11111111-1111-1111-1111-111111111111") in main
     assert apps.index("sched_transfer") < apps.index("socket") < apps.index("transfer")
-    assert dict(main)["sched_transfer"] == "+15 ivr_fallback XML default"
+    assert dict(main)["sched_transfer"] == f"+15 ivr_fallback XML {expected}"
     assert dict(main)["socket"] == "127.0.0.1:8084|127.0.0.1:8085 async full"
-    assert dict(main)["transfer"] == "ivr_fallback XML default"
+    assert dict(main)["transfer"] == f"ivr_fallback XML {expected}"
     fb = [a for a, _ in fallback]
     assert fb[:3] == ["unset", "sched_cancel", "answer"]
     assert "bridge" in fb and "park" not in fb
+
+
+def test_fusionpbx_layout_is_one_context_named_after_the_domain():
+    xml = render_dialplan(DialplanSpec("u", "acme.example", "5000", layout="fusionpbx"))
+    contexts = ET.fromstring(xml).findall("context")
+    assert [c.get("name") for c in contexts] == ["acme.example"]
+    assert len(contexts[0].findall("extension")) == 2
+
+
+def test_bad_layout_and_context_are_refused():
+    with pytest.raises(ValueError, match="layout"):
+        render_dialplan(DialplanSpec("u", "d", "5000", layout="flat"))
+    with pytest.raises(ValueError, match="context"):
+        render_dialplan(DialplanSpec("u", "d", "5000", context="a b"))
 
 
 @pytest.mark.parametrize("hosts", [("127.0.0.1",), ("127.0.0.1:8084", "10.0.0.2")])

@@ -31,13 +31,24 @@ from ivr_flows.context import FlowContext
 UTC = dt.UTC
 
 
-def write_wav(path: str | Path, duration_ms: int, rate: int = 8000) -> None:
+SPEECH = Path(__file__).resolve().parents[1] / "fixtures" / "audio" / "caller.wav"   # a caller's voice, 8 kHz
+
+
+def write_wav(path: str | Path, duration_ms: int, rate: int = 8000, *, speech: bool = False) -> None:
+    """A WAV of ``duration_ms``: silence, or (``speech``) the caller's voice of the audio fixtures, looped."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
+    samples = rate * duration_ms // 1000
+    if speech:
+        with wave.open(str(SPEECH), "rb") as voice:
+            pcm = voice.readframes(voice.getnframes())
+        frames = (pcm * (1 + 2 * samples // len(pcm)))[: 2 * samples]
+    else:
+        frames = b"\x00\x00" * samples
     with wave.open(str(path), "wb") as wav:
         wav.setnchannels(1)
         wav.setsampwidth(2)
         wav.setframerate(rate)
-        wav.writeframes(b"\x00\x00" * (rate * duration_ms // 1000))
+        wav.writeframes(frames)
 
 
 def digits(value: str) -> DigitsResult:
@@ -67,9 +78,11 @@ class FakeCall:
         caller_name: str = "Ada",
         destination: str = "5000",
         domain: str = "demo.example.com",
+        context: str = "public",
         end_at: tuple[str, int] | None = None,
         typeahead: str = "",
         record_ms: int = 3000,
+        record_speech: bool = True,
         **scripts: Iterable[Any],
     ) -> None:
         self._info = CallInfo(
@@ -79,6 +92,7 @@ class FakeCall:
             destination_number=destination,
             domain_uuid="d-1",
             domain_name=domain,
+            context=context,
         )
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.scripts: dict[str, deque[Any]] = defaultdict(deque)
@@ -90,6 +104,7 @@ class FakeCall:
         self.typeahead = typeahead
         self.variables: dict[str, str] = {}
         self.record_ms = record_ms
+        self.record_speech = record_speech
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def _enter(self, method: str, /, **kwargs: Any) -> Any:
@@ -174,6 +189,7 @@ class FakeCall:
         silence_seconds: int = 3,
         terminators: str = "#",
         timeout: float | None = None,
+        live: bool = False,
     ) -> RecordResult:
         result = self._enter(
             "record", path=path, max_seconds=max_seconds, silence_seconds=silence_seconds, terminators=terminators
@@ -183,10 +199,11 @@ class FakeCall:
         if result.path == "":
             result = RecordResult(path, result.duration_ms, result.stop, result.terminator)
         if result.duration_ms:
-            write_wav(result.path, result.duration_ms)
+            # What the caller said: speech a VAD hears (a speech menu listens with one).
+            write_wav(result.path, result.duration_ms, speech=self.record_speech)
         return result
 
-    def transfer(self, extension: str, *, dialplan: str = "XML", context: str = "default") -> None:
+    def transfer(self, extension: str, *, dialplan: str = "XML", context: str | None = None) -> None:
         self._enter("transfer", extension=extension, dialplan=dialplan, context=context)
 
     def bridge(self, target: str, *, timeout: float | None = None, hangup_after_bridge: bool = True) -> BridgeResult:

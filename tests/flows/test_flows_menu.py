@@ -185,8 +185,22 @@ def test_unmatched_speech_without_a_speech_edge_is_a_no_match(tmp_path: Path) ->
     call = FakeCall()
     result, _ = run(text, call, recognizer=recognizer, recordings_dir=tmp_path)
     assert result.path == ["menu", "sales"]
-    assert result.steps[0].detail == {"attempts": 3, "no_input": 1, "no_match": 1}
+    detail = result.steps[0].detail
+    # Speech the recognizer made nothing of is not understood (no_match), not silence (no_input).
+    assert {k: detail[k] for k in ("attempts", "no_input", "no_match")} == {"attempts": 3, "no_input": 0, "no_match": 2}
+    assert [(h["attempt"], h["text"], h["option"]) for h in detail["heard"]] == [
+        (1, "opening hours", None), (2, "", None), (3, "buy", "1")]
     assert "speech" not in result.vars
+
+
+def test_a_silent_attempt_is_no_input_and_never_reaches_the_recognizer(tmp_path: Path) -> None:
+    recognizer = FakeRecognizer("sales")
+    call = FakeCall(record_speech=False)
+    result, _ = run(menu_flow(options=SPEECH_OPTIONS, inputs="[dtmf, speech]"), call, recognizer=recognizer,
+                    recordings_dir=tmp_path)
+    assert result.path == ["menu", "op"]
+    assert result.steps[0].detail == {"attempts": 3, "no_input": 3, "no_match": 0}
+    assert recognizer.requests == []
 
 
 def test_a_key_during_the_utterance_is_dtmf_input(tmp_path: Path) -> None:

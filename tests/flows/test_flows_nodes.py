@@ -149,7 +149,7 @@ def test_pause_plays_silence_for_the_duration() -> None:
 
 
 # -- transfer ----------------------------------------------------------------------------------
-def test_transfer_to_an_extension_in_the_call_domain() -> None:
+def test_transfer_to_an_extension_in_the_calls_own_context() -> None:
     call = FakeCall()
     result, _ = run(
         one('{type: transfer, to: "{{ vars.ext }}", channel_vars: {origination_note: ivr}, next: {error: end}}'),
@@ -157,7 +157,8 @@ def test_transfer_to_an_extension_in_the_call_domain() -> None:
         vars={"ext": "1001"},
     )
     assert call.of("set_variable") == [{"name": "origination_note", "value": "ivr"}]
-    assert call.of("transfer") == [{"extension": "1001", "dialplan": "XML", "context": "demo.example.com"}]
+    # The context the call is in (FreeSWITCH's Caller-Context), not a context named after the domain.
+    assert call.of("transfer") == [{"extension": "1001", "dialplan": "XML", "context": "public"}]
     assert (result.outcome, result.steps[0].outcome) == ("transferred", "transferred")
 
 
@@ -165,9 +166,12 @@ def test_transfer_with_explicit_dialplan_and_context_and_default_context() -> No
     call = FakeCall()
     run(one('{type: transfer, to: "1002", dialplan: XML, context: public, next: {error: end}}'), call)
     assert call.of("transfer")[0]["context"] == "public"
-    call = FakeCall(domain="")
+    call = FakeCall(context="")
     run(one('{type: transfer, to: "1002", next: {error: end}}'), call)
     assert call.of("transfer")[0]["context"] == "default"
+    call = FakeCall()
+    run(one('{type: transfer, to: "1002", next: {error: end}}'), call, transfer_context="people")
+    assert call.of("transfer")[0]["context"] == "people"     # the tenant's transfer_context wins
 
 
 @pytest.mark.parametrize("target", ["1001 XML evil", "1001\nhangup", "{origination_caller_id=1}1001", ""])

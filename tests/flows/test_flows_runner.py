@@ -29,7 +29,7 @@ def test_demo_press_1_goes_to_sales() -> None:
     result = FlowRunner(load_flow_file(EXAMPLES / "demo.yaml"), ctx).run()
     assert result.outcome == "transferred"
     assert result.path == ["welcome", "menu", "sales"]
-    assert call.of("transfer") == [{"extension": "1001", "dialplan": "XML", "context": "demo.example.com"}]
+    assert call.of("transfer") == [{"extension": "1001", "dialplan": "XML", "context": "public"}]
     assert [s.outcome for s in result.steps] == ["done", "1", "transferred"]
     assert [s.type for s in result.steps] == ["say", "menu", "transfer"]
 

@@ -253,7 +253,7 @@ class FakeCall:
         return written, written < total
 
     def record(self, path: str, *, max_seconds: int = 60, silence_threshold: int = 200, silence_seconds: int = 3,
-               terminators: str = "#", timeout: float | None = None) -> RecordResult:
+               terminators: str = "#", timeout: float | None = None, live: bool = False) -> RecordResult:
         if self.hung_up:
             raise CallEnded("gone")
         item = self.script.pop(0) if self.script else Quiet()
@@ -310,7 +310,7 @@ class FakeCall:
         self._bg_paths.pop(path, None)
 
     # the rest of Call ------------------------------------------------------------------------
-    def transfer(self, extension: str, *, dialplan: str = "XML", context: str = "default") -> None:
+    def transfer(self, extension: str, *, dialplan: str = "XML", context: str | None = None) -> None:
         self.log.append(("transfer", extension))
 
     def bridge(self, target: str, *, timeout: float | None = None, hangup_after_bridge: bool = True) -> BridgeResult:
