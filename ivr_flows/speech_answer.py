@@ -187,11 +187,12 @@ class Synthesis:
 def speak_answer(ctx: FlowContext, synthesis: Synthesis, *, quiet_since: float, max_silence: float,
                  filler: str | None, voice: str | None = None, max_fillers: int = 3, tts_timeout: float = 10.0,
                  deadline: float = 30.0, monitor: BargeInMonitor | None = None,
-                 before_play: Callable[[], None] | None = None) -> Spoken:
+                 before_play: Callable[[], None] | None = None, spoken: Spoken | None = None) -> Spoken:
     """Play the answer's sentences as they come (see the module docstring). `before_play` runs
     before each playback is sent (the barge-in recording must be queued on the channel first:
-    FreeSWITCH runs a channel's applications one after the other)."""
-    spoken = Spoken()
+    FreeSWITCH runs a channel's applications one after the other). Progress goes into `spoken`
+    (given, it still tells what was said when the caller hangs up mid-answer)."""
+    spoken = spoken if spoken is not None else Spoken()
     ready = synthesis.ready
     synth = synthesis.job
 

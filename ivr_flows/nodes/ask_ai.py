@@ -69,7 +69,7 @@ from ivr_flows.nodes.base import LoadEnv, Node, NodeProblem, Prompt, VarName
 from ivr_flows.preemptive_answer import PreparedAnswer
 from ivr_flows.prompt_paths import url_problem
 from ivr_flows.prompts import DTMF_KEYS, play_prompt
-from ivr_flows.speech_answer import play, render, speak_answer
+from ivr_flows.speech_answer import Spoken, play, render, speak_answer
 from ivr_flows.speech_listen import BargeInMonitor, Heard, background_recorder, listen
 from ivr_flows.turn_answer import AnswerPlan, Decision, WebhookToolSpec, system_message
 
@@ -253,10 +253,17 @@ class AskAiNode(Node):
             if starting is not None:
                 starting.join(timeout=5.0)
 
+        spoken = Spoken()
         try:
-            spoken = speak_answer(ctx, prepared.synthesis, quiet_since=quiet_since, max_silence=self.max_silence,
-                                  filler=self.filler, voice=self.voice, deadline=self.answer_timeout,
-                                  monitor=monitor, before_play=before_play)
+            speak_answer(ctx, prepared.synthesis, quiet_since=quiet_since, max_silence=self.max_silence,
+                         filler=self.filler, voice=self.voice, deadline=self.answer_timeout,
+                         monitor=monitor, before_play=before_play, spoken=spoken)
+        except CallEnded:
+            # Hung up mid-answer: the turn still says what was asked, found and said so far.
+            turn["answer"] = " ".join(spoken.sentences)
+            turn["spoken_sentences"] = len(spoken.sentences)
+            turn["outcome"] = "caller_hangup"
+            raise
         finally:
             if monitor is not None and starting is not None:
                 starting.join(timeout=10)
@@ -316,6 +323,7 @@ class AskAiNode(Node):
             pending_prompt = None
             path = folder / f"{uuid}_{ctx.node_id}_{index}.wav"
             turn: dict[str, Any] = {"node": ctx.node_id, "turn": index, "latency_ms": {}}
+            turns.append(turn)    # now: a caller hanging up at any moment still leaves the turn in the record
 
             def prepare(text: str, turn: dict[str, Any] = turn, history: list[Any] = history) -> PreparedAnswer:
                 return self._prepare(ctx, text.strip(), history, turn)
@@ -326,6 +334,9 @@ class AskAiNode(Node):
                                       hints=self.hints, vad_mode=self.listen.vad_mode, prefix=prefix,
                                       stt_timeout=max(5.0, self.listen.max_seconds),
                                       prepare=prepare if self.preemptive else None)
+            except CallEnded:
+                turn["outcome"] = "caller_hangup"
+                raise
             finally:
                 path.unlink(missing_ok=True)
             prepared = heard.prepared if isinstance(heard.prepared, PreparedAnswer) else None
@@ -344,7 +355,6 @@ class AskAiNode(Node):
             if not question:
                 no_input += 1
                 turn["outcome"] = "no_input"
-                turns.append(turn)
                 if no_input >= self.listen.max_no_input:
                     return self._finish(ctx, "unsure", answered, no_input, self.unsure_message or UNSURE_MESSAGE)
                 pending_prompt = self.no_input_message or NO_INPUT_MESSAGE
@@ -352,14 +362,12 @@ class AskAiNode(Node):
             no_input = 0
             if _CLOSING.match(question):
                 turn["outcome"] = "done"
-                turns.append(turn)
                 return self._finish(ctx, "done", answered, no_input, self.goodbye)
             quiet_since = heard.detected_at or time.monotonic()
             if prepared is None:
                 prepared = self._prepare(ctx, question, history, turn)
             decision, spoken, speech = self._answer(ctx, prepared, quiet_since, turn, folder, index)
             turn["outcome"] = decision.kind if decision is not None else ("barge_in" if spoken.barge_in else "error")
-            turns.append(turn)
             if spoken.barge_in:
                 # The caller cut the answer: what they said (or typed) starts the next turn.
                 history += [ChatMessage("user", question), ChatMessage("assistant", " ".join(spoken.sentences))]
