@@ -221,6 +221,11 @@ def listen(ctx: FlowContext, path: Path, *, max_seconds: float, end_silence: flo
         if not broke:
             heard.stop = heard.stop or f"record:{result.stop.value}"
             heard.detected_at = heard.detected_at or time.monotonic()
+        if detector is None and not path.exists():
+            # FreeSWITCH recorded into a file this process cannot see: it runs on another machine.
+            ctx.log.warning("flow.listen_file_not_visible", node=ctx.node_id, path=str(path),
+                            hint="run the controller on the FreeSWITCH host or share its recordings folder "
+                                 "at the same path (docs/freeswitch.md)")
         if detector is None or not detector.speech_started or heard.stop == "no_input":
             heard.stop = "no_input" if heard.stop in ("", "no_input") or heard.stop.startswith("record") else heard.stop
             return heard
