@@ -21,7 +21,8 @@ from __future__ import annotations
 import json
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -242,6 +243,20 @@ def load_flow_text(
     limits: FlowLimits | None = None,
 ) -> Flow:
     """Validate a flow's YAML text; `source` names it in errors (a path, or `db:tenant/flow@v3`)."""
+    return _load(text, source, prompt_dir=prompt_dir, allowed_url_hosts=allowed_url_hosts,
+                 known_flows=known_flows, node_types=node_types, limits=limits)[0]
+
+
+def _load(
+    text: str,
+    source: str,
+    *,
+    prompt_dir: Path | str | None,
+    allowed_url_hosts: Iterable[str] | None,
+    known_flows: Iterable[str] | None,
+    node_types: Mapping[str, type[Node]] | None,
+    limits: FlowLimits | None,
+) -> tuple[Flow, dict[str, Any]]:
     limits = limits or flow_limits()
     types_table = dict(node_types) if node_types is not None else NODE_TYPES
     try:
@@ -282,7 +297,7 @@ def load_flow_text(
         issues.append(FlowIssue(source, mark.line, mark.column, problem.node, problem.message))
     if issues or header is None:
         raise FlowValidationError(_dedupe(issues))
-    return Flow(
+    flow = Flow(
         name=header.flow,
         start=header.start,
         nodes=nodes,
@@ -292,6 +307,53 @@ def load_flow_text(
         timezone=header.timezone,
         vars=header.vars,
     )
+    return flow, data
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatedParts:
+    """A flow that passed validation, as plain data: what a worker process hands back (picklable),
+    for `rebuild_flow` to turn into a `Flow` node by node (see `esl_controller.flow_loading`)."""
+
+    source: str
+    header: dict[str, Any]                      # the top-level keys but `nodes`
+    nodes: tuple[tuple[str, bytes], ...]        # (node id, the node's data pickled)
+
+
+def validate_to_parts(text: str, source: str, options: Mapping[str, Any]) -> ValidatedParts | list[FlowIssue]:
+    """Validate like `load_flow_text`; the flow's plain data when valid, else its issues."""
+    import pickle
+
+    given = dict(options)
+    try:
+        _, data = _load(text, source, prompt_dir=given.get("prompt_dir"),
+                        allowed_url_hosts=given.get("allowed_url_hosts"), known_flows=given.get("known_flows"),
+                        node_types=given.get("node_types"), limits=given.get("limits"))
+    except FlowValidationError as e:
+        return e.errors
+    header = {k: v for k, v in data.items() if k != "nodes"}
+    nodes = tuple((node_id, pickle.dumps(raw, protocol=pickle.HIGHEST_PROTOCOL))
+                  for node_id, raw in data["nodes"].items())
+    return ValidatedParts(source, header, nodes)
+
+
+def rebuild_flow(parts: ValidatedParts, *, node_types: Mapping[str, type[Node]] | None = None,
+                 between_nodes: Callable[[], None] | None = None) -> Flow:
+    """The `Flow` of data that already passed validation (no graph or file checks again); calls
+    `between_nodes` after each node, so the rebuilding greenlet can let others run."""
+    import pickle
+
+    types_table = dict(node_types) if node_types is not None else NODE_TYPES
+    header = FlowHeader.model_validate({**parts.header, "nodes": {node_id: None for node_id, _ in parts.nodes}})
+    nodes: dict[str, Node] = {}
+    for node_id, blob in parts.nodes:
+        raw = pickle.loads(blob)  # noqa: S301 - our own worker's plain data
+        nodes[node_id] = types_table[raw["type"]].model_validate(raw)
+        if between_nodes is not None:
+            between_nodes()
+    return Flow(name=header.flow, start=header.start, nodes=nodes, source=parts.source,
+                description=header.description, language=header.language, timezone=header.timezone,
+                vars=header.vars)
 
 
 def _size_issues(data: dict[str, Any], doc: YamlDocument, source: str, limits: FlowLimits) -> list[FlowIssue]:

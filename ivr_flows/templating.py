@@ -37,6 +37,7 @@ Cost is bounded too (`ivr_flows.limits`), because templates run on the hub every
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import difflib
 import re
@@ -508,10 +509,15 @@ def _check_length(source: str, what: str) -> None:
         raise ValueError(f"{what}: {len(source)} characters; the limit is {limit} (IVR_TEMPLATE_MAX_CHARS)")
 
 
-def cooperative_compilation(enabled: bool = True) -> contextvars.Token[bool]:
-    """In this greenlet, yield to the others after each template compiled (flows rebuilt on the
-    hub); returns the token for `_COOPERATIVE.reset`."""
-    return _COOPERATIVE.set(enabled)
+@contextlib.contextmanager
+def cooperative_compilation() -> Iterator[None]:
+    """Within it, this greenlet yields to the others after each template it compiles (flows
+    rebuilt on the hub, see `esl_controller.flow_loading`)."""
+    token = _COOPERATIVE.set(True)
+    try:
+        yield
+    finally:
+        _COOPERATIVE.reset(token)
 
 
 def _maybe_yield(_weight: int) -> None:
