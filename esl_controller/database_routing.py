@@ -156,7 +156,7 @@ class DatabaseRouting:
                     snapshots[kept.key], services[kept.key] = kept, old.services.get(kept.key, {})
                     what = "keeps its running configuration"
                 else:
-                    refused[info.domain_uuid] = refused[info.domain_name] = str(exc).splitlines()[0]
+                    refused[info.domain_uuid] = refused[info.domain_name] = "; ".join(str(exc).splitlines())[:1000]
                     what = "is refused: its calls go to the fallback"
                 log.error("routing.tenant_refused", tenant=info.domain_name, domain_uuid=info.domain_uuid,
                           reason=str(exc), outcome=what)

@@ -347,7 +347,7 @@ def rebuild_flow(parts: ValidatedParts, *, node_types: Mapping[str, type[Node]] 
     header = FlowHeader.model_validate({**parts.header, "nodes": {node_id: None for node_id, _ in parts.nodes}})
     nodes: dict[str, Node] = {}
     for node_id, blob in parts.nodes:
-        raw = pickle.loads(blob)  # noqa: S301 - our own worker's plain data
+        raw = pickle.loads(blob)   # our own worker's plain data
         nodes[node_id] = types_table[raw["type"]].model_validate(raw)
         if between_nodes is not None:
             between_nodes()
