@@ -126,3 +126,13 @@ def update_tenant(session_factory: SessionFactory, key: TenantKey, *, time_zone:
             row.over_limit_action = over_limit_action
         session.flush()
         return tenant_info(row)
+
+
+def number_owners(session_factory: SessionFactory, number: str) -> list[TenantInfo]:
+    """The tenants that route the dialled `number` (an operator's view across tenants)."""
+    from schema.models import Route
+
+    with unavailable_as_error("cannot look up routes"), session_factory() as session:
+        rows = session.scalars(select(Tenant).join(Route, Route.tenant_id == Tenant.id)
+                               .where(Route.number == number.strip()).order_by(Tenant.domain_name))
+        return [tenant_info(t) for t in rows]

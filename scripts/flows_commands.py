@@ -139,8 +139,10 @@ def _tenant_store(sessions: Any, tenant: str) -> Any:
 
 
 def _loader_options(store: Any) -> dict[str, Any]:
+    from schema.tenant_paths import adopt_legacy_folder
+
     info = store.tenant()
-    return {"prompt_dir": _var_dir() / "prompts" / info.domain_name,
+    return {"prompt_dir": adopt_legacy_folder(_var_dir() / "prompts", info.domain_uuid, info.domain_name),
             "known_flows": {f.name for f in store.flows()}}
 
 

@@ -16,7 +16,7 @@ from schema.reload_bus import publish_reload
 from schema.rows import ProviderInfo, TenantInfo
 from schema.secrets import rotate
 from schema.store import TenantStore
-from schema.tenants import add_tenant, find_tenant, list_tenants, update_tenant
+from schema.tenants import add_tenant, find_tenant, list_tenants, number_owners, update_tenant
 from scripts.db_commands import open_sessions, schema_errors, url_option
 
 
@@ -86,15 +86,18 @@ def add_command(url: str | None, domain_name: str, domain_uuid: str | None, time
 @click.option("--over-limit-action", type=click.Choice(["reject", "announce", "transfer"]), default=None)
 @click.option("--setting", "settings", multiple=True, metavar="KEY=VALUE",
               help="Set one setting (repeatable); other settings are kept.")
+@click.option("--domain-name", default=None, help="Rename the tenant (a domain name; its folders are by uuid).")
 def update_command(url: str | None, tenant: str, time_zone: str | None, language: str | None,
-                   max_calls: int | None, over_limit_action: str | None, settings: tuple[str, ...]) -> None:
+                   max_calls: int | None, over_limit_action: str | None, settings: tuple[str, ...],
+                   domain_name: str | None) -> None:
     """Change a tenant's configuration."""
     with open_sessions(url) as sessions:
         merged = None
         if settings:
             merged = dict(find_tenant(sessions, tenant).settings) | _parse_settings(settings)
         t = update_tenant(sessions, tenant, time_zone=time_zone, language=language, settings=merged,
-                          max_concurrent_calls=max_calls, over_limit_action=over_limit_action)
+                          max_concurrent_calls=max_calls, over_limit_action=over_limit_action,
+                          domain_name=domain_name)
     click.echo(f"updated tenant {t.domain_name}")
 
 
@@ -159,11 +162,31 @@ def show_command(url: str | None, tenant: str, as_json: bool) -> None:
 @click.argument("tenant")
 @click.argument("number")
 @click.argument("flow_name")
-def route_command(url: str | None, tenant: str, number: str, flow_name: str) -> None:
-    """Route a dialled NUMBER of TENANT to FLOW_NAME."""
-    with open_sessions(url) as sessions:
-        TenantStore.open(sessions, tenant).set_route(number, flow_name)
+@click.option("--shared", is_flag=True,
+              help="Allow a number another tenant routes too (your dialplan sets domain_uuid for it).")
+@click.option("--reload/--no-reload", "do_reload", default=True, show_default=True,
+              help="Tell running controllers to load the new route.")
+def route_command(url: str | None, tenant: str, number: str, flow_name: str, shared: bool, do_reload: bool) -> None:
+    """Route a dialled NUMBER of TENANT to FLOW_NAME (a published flow of TENANT)."""
+    db_url = url or default_url()
+    with open_sessions(db_url) as sessions:
+        store = TenantStore.open(sessions, tenant)
+        info = store.tenant()
+        others = [t.domain_name for t in number_owners(sessions, number) if t.id != info.id]
+        if others and not shared:
+            raise click.ClickException(
+                f"number {number.strip()} is already routed by {', '.join(others)}; a call to it without "
+                "domain variables would be refused as ambiguous, so it is not routed. Pass --shared if "
+                "your dialplan sets domain_uuid for this number.")
+        store.set_route(number, flow_name)
     click.echo(f"{number} -> {flow_name}")
+    if do_reload:
+        with schema_errors():
+            replies = publish_reload(db_url, info.domain_uuid, timeout=10.0)
+        if not replies:
+            click.echo("no running controller to reload (they load it when they start)")
+        for reply in replies:
+            click.echo(f"{reply.controller}: {'reloaded' if reply.ok else 'ERROR: ' + reply.message}")
 
 
 @tenants.command("reload")
