@@ -32,7 +32,6 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-import gevent
 import structlog
 from gevent.lock import BoundedSemaphore
 from gevent.queue import Empty, Queue
@@ -104,6 +103,7 @@ class _Worker:
         self.pid = self.process.pid
         self.sender = Connection(to_child_w, readable=False)
         self.receiver = Connection(from_child_r, writable=False)
+        self.warmed: set[Any] = set()     # the pool's warm-up jobs this process has run
 
     def exitcode(self) -> int | None:
         return self.process.poll()
@@ -141,24 +141,54 @@ class WorkerPool:
         self._start_lock = BoundedSemaphore(1)
         self._closed = False
         self._pid = os.getpid()
+        self._warm_jobs: dict[Any, tuple[str, tuple[Any, ...], dict[str, Any]]] = {}
 
     def _take(self, timeout: float) -> _Worker:
+        deadline = time.monotonic() + timeout
+        worker = self._take_raw(timeout)
+        try:
+            self._prepare(worker, deadline)
+        except BaseException:
+            if worker.exitcode() is None and not worker.receiver.closed:
+                self._idle.put(worker)
+            raise
+        return worker
+
+    def _take_raw(self, timeout: float) -> _Worker:
         try:
             return self._idle.get(block=False)
         except Empty:
             pass
-        with self._start_lock:
-            if self._started < self.size:
-                self._started += 1
-                try:
-                    return _Worker(f"{self.name}-worker")
-                except BaseException:
-                    self._started -= 1
-                    raise
+        new = self._start_one()
+        if new is not None:
+            return new
         try:
             return self._idle.get(timeout=timeout)
         except Empty:
             raise ProviderTimeout(f"all {self.size} {self.name} workers busy for {timeout:g}s") from None
+
+    def _start_one(self) -> _Worker | None:
+        with self._start_lock:
+            if self._started >= self.size:
+                return None
+            self._started += 1
+            try:
+                return _Worker(f"{self.name}-worker")
+            except BaseException:
+                self._started -= 1
+                raise
+
+    def _prepare(self, worker: _Worker, deadline: float) -> None:
+        """Run the pool's warm-up jobs this worker has not run yet (a worker started or replaced after
+        a `broadcast` loads the model before its first job, not in the middle of a caller's)."""
+        for key, (target, args, kwargs) in list(self._warm_jobs.items()):
+            if key in worker.warmed:
+                continue
+            try:
+                self._run_on(worker, target, args, kwargs, deadline, keep=True)
+            except ProviderBadResponse:
+                pass            # the job itself failed (logged): the caller's job will say why, not loop on it
+            worker.warmed.add(key)
 
     def _discard(self, worker: _Worker) -> None:
         worker.kill()
@@ -209,23 +239,45 @@ class WorkerPool:
         raise ProviderBadResponse(f"{self.name} model failed: {summary}")
 
     def broadcast(self, target: str, *args: Any, timeout: float, **kwargs: Any) -> None:
-        """Run the job once in *every* worker (starting them): used to pre-load models."""
+        """Run the job once in every worker (starting them): used to pre-load models.
+
+        The job becomes one of the pool's warm-up jobs: workers started later run it before their
+        first job. It never holds more than one worker at a time, so concurrent broadcasts (every
+        call's warm-up, before `providers.readiness`) cannot deadlock each other holding a worker
+        each, and callers keep getting the workers that are ready; a broadcast whose job every
+        worker already ran returns at once.
+        """
+        key = (target, args, tuple(sorted(kwargs.items())))
+        self._warm_jobs.setdefault(key, (target, args, kwargs))
         deadline = time.monotonic() + timeout
-        workers: list[_Worker] = []
-        try:
-            for _ in range(self.size):
-                workers.append(self._take(max(0.0, deadline - time.monotonic())))
-        except BaseException:
-            for w in workers:
-                self._idle.put(w)
-            raise
-        jobs = [gevent.spawn(self._run_on, w, target, args, kwargs, deadline) for w in workers]
-        gevent.joinall(jobs, timeout=max(0.0, deadline - time.monotonic()) + 1.0)
-        for job in jobs:
-            if not job.ready():
-                job.kill(block=False)
-                raise ProviderTimeout(f"{self.name} warm-up did not finish within {timeout:g}s")
-            job.get(block=False)  # re-raise the first failure
+        for _ in range(self.size):
+            worker = self._idle_lacking(key) or self._start_one()
+            if worker is None:
+                return          # the others are busy (or warming): they run it before their next job
+            try:
+                self._prepare(worker, deadline)
+            except BaseException:
+                if worker.exitcode() is None and not worker.receiver.closed:
+                    self._idle.put(worker)
+                raise
+            self._idle.put(worker)
+
+    def _idle_lacking(self, key: Any) -> _Worker | None:
+        """An idle worker that has not run warm-up job `key` (the others go back as they were)."""
+        found: _Worker | None = None
+        kept: list[_Worker] = []
+        while True:
+            try:
+                worker = self._idle.get(block=False)
+            except Empty:
+                break
+            if found is None and key not in worker.warmed:
+                found = worker
+            else:
+                kept.append(worker)
+        for worker in kept:
+            self._idle.put(worker)
+        return found
 
     def close(self) -> None:
         self._closed = True

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import gevent
 import pytest
+import structlog
 from cryptography.fernet import Fernet
 from e2e_controller import ROOT, TENANT_NAME, TENANT_UUID
 
+from esl_controller import database_routing
 from esl_controller.controller import ControllerSettings
 from esl_controller.database_wiring import build_database_controller
 from esl_controller.flow_loading import load_flow_off_hub
@@ -147,15 +149,18 @@ def test_a_hostile_set_node_at_call_time_sends_only_its_caller_to_the_fallback(e
         running.stop()
 
 
-def test_an_undecryptable_secret_refuses_only_its_tenant(env: dict, monkeypatch: pytest.MonkeyPatch,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_undecryptable_secret_refuses_only_its_tenant(env: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IVR_SECRET_KEYS", Fernet.generate_key().decode())
     store = TenantStore.open(env["sessions"], EVIL_NAME)
     store.set_provider("llm", "openai", settings={"model": "gpt-4o-mini"}, secrets={"api_key": "sk-test-123456789"})
     store.add_version("demo-main", (ROOT / "examples" / "flows" / "demo.yaml").read_text(), author="b")
     store.set_route("6000", "demo-main")
     monkeypatch.setenv("IVR_SECRET_KEYS", Fernet.generate_key().decode())      # the key was "lost"
-    running = _Running(env)                                  # starts: no SecretUndecryptable traceback
+    # A fresh logger proxy: the module's may be cached by an earlier test's configure_logging(),
+    # and capture_logs only sees loggers bound after it starts.
+    monkeypatch.setattr(database_routing, "log", structlog.get_logger(database_routing.__name__))
+    with structlog.testing.capture_logs() as logs:
+        running = _Running(env)                              # starts: no SecretUndecryptable traceback
     try:
         assert "cannot be decrypted" in running.routing.refused[EVIL_UUID]
         sim = FreeSwitchSimulator(speed=20)
@@ -169,9 +174,9 @@ def test_an_undecryptable_secret_refuses_only_its_tenant(env: dict, monkeypatch:
         assert good.state.transferred_to.startswith("1001")
     finally:
         running.stop()
-    logged = capsys.readouterr()
-    text = logged.out + logged.err
-    assert "routing.tenant_refused" in text and "sk-test-123456789" not in text
+    refused = [e for e in logs if e["event"] == "routing.tenant_refused"]
+    assert refused and refused[0]["tenant"] == EVIL_NAME and refused[0]["log_level"] == "error"
+    assert "sk-test-123456789" not in repr(logs)
 
 
 def test_without_any_secret_key_the_tenants_without_secrets_are_served(env: dict,
