@@ -44,6 +44,7 @@ class _RoutingTable:
     services: dict[str, dict[str, Any]]   # domain_uuid -> services for its calls
     refused: dict[str, str] = field(default_factory=dict)   # domain_uuid and domain_name -> why
     prompt_dirs: dict[str, Path] = field(default_factory=dict)   # domain_uuid -> <prompts>/<domain_uuid>
+    url_policies: dict[str, Any] = field(default_factory=dict)   # domain_uuid -> ivr_flows.url_policy.UrlPolicy
 
 
 class TenantRefused(Exception):
@@ -169,8 +170,9 @@ class DatabaseRouting:
                 if flow.version_id not in flows and flow.version_id in old.flows:
                     flows[flow.version_id] = old.flows[flow.version_id]
         prompt_dirs = {key: self.prompt_dir(snap) for key, snap in snapshots.items()}
+        policies = {key: _url_policy(snap) for key, snap in snapshots.items()}
         self._table = _RoutingTable(snapshots, SnapshotIndex.build(snapshots), flows, services, refused,
-                                    prompt_dirs)
+                                    prompt_dirs, policies)
         self.last_problems = problems
         log.info("routing.reloaded", tenants=len(snapshots), flows=len(flows), only=tenant or "all",
                  refused=len(problems))
@@ -196,12 +198,14 @@ class DatabaseRouting:
             return None
         snap, flow_snap = resolution.tenant, resolution.flow
         flows_by_name = {f.name: table.flows[f.version_id] for f in snap.flows.values()}
+        services = dict(table.services.get(snap.key, {}))
+        services.setdefault("allowed_url_hosts", table.url_policies.get(snap.key) or _url_policy(snap))
         return CallRoute(
             tenant_key=snap.domain_uuid, tenant_name=snap.domain_name, flow=table.flows[flow_snap.version_id],
             flow_version=str(flow_snap.version_id),
             prompt_dir=table.prompt_dirs.get(snap.key) or self.prompt_dir(snap),
             recordings_dir=self.recordings_root, timezone=snap.time_zone,
-            services=dict(table.services.get(snap.key, {})), flow_loader=flows_by_name.__getitem__,
+            services=services, flow_loader=flows_by_name.__getitem__,
             tenant=snap, tenant_id=snap.tenant_id)
 
 
@@ -212,3 +216,14 @@ def _canonical(domain_uuid: str | None) -> str:
         return str(uuid.UUID((domain_uuid or "").strip()))
     except ValueError:
         return ""
+
+
+def _url_policy(snapshot: Any) -> Any:
+    """The tenant's webhook / URL-prompt policy from its settings (``url_hosts``, ``url_networks``)."""
+    from ivr_flows.url_policy import UrlPolicy
+
+    try:
+        return UrlPolicy.from_settings(snapshot.settings)
+    except ValueError as exc:
+        log.error("routing.url_policy_invalid", tenant=snapshot.domain_name, error=str(exc))
+        return UrlPolicy()

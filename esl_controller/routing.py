@@ -11,6 +11,7 @@ one assignment: a call keeps the
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -69,6 +70,12 @@ class DirectoryRouting:
         self.prompt_dir = Path(prompt_dir).resolve() if prompt_dir else self.flows_dir.parent / "prompts"
         self.recordings_dir = Path(recordings_dir or "var/recordings").resolve()
         self.tenant_name = tenant_name
+        # Webhooks and URL prompts of the folder's flows: IVR_URL_HOSTS (patterns) and
+        # IVR_URL_NETWORKS (non-public networks an operator allows), comma-separated.
+        from ivr_flows.url_policy import UrlPolicy
+
+        self.url_policy = UrlPolicy.from_settings({"url_hosts": os.environ.get("IVR_URL_HOSTS", ""),
+                                                   "url_networks": os.environ.get("IVR_URL_NETWORKS", "")})
         self._flows: dict[str, Any] = {}
         self.reload()
 
@@ -109,7 +116,7 @@ class DirectoryRouting:
         return CallRoute(tenant_key=_uuid_or(info.domain_uuid, self.tenant_name),
                          tenant_name=info.domain_name or self.tenant_name, flow=flow,
                          prompt_dir=self.prompt_dir, recordings_dir=self.recordings_dir,
-                         flow_loader=flows.__getitem__)
+                         flow_loader=flows.__getitem__, services={"allowed_url_hosts": self.url_policy})
 
 
 def _uuid_or(value: str | None, default: str) -> str:

@@ -34,6 +34,31 @@ def _parse_settings(pairs: tuple[str, ...]) -> dict[str, Any]:
     return settings
 
 
+def _url_rules(settings: dict[str, Any], hosts: tuple[str, ...], networks: tuple[str, ...],
+               clear: bool) -> dict[str, Any]:
+    """The tenant's URL allow-list settings with `hosts` and `networks` added (checked)."""
+    import ipaddress
+
+    from ivr_flows.url_policy import HOSTS_SETTING, NETWORKS_SETTING
+
+    current_hosts = [] if clear else list(settings.get(HOSTS_SETTING) or [])
+    current_networks = [] if clear else list(settings.get(NETWORKS_SETTING) or [])
+    for host in hosts:
+        pattern = host.strip().lower()
+        if not pattern or any(c in pattern for c in "/: @"):
+            raise click.BadParameter(f"{host!r} is not a host name or pattern", param_hint="--allow-host")
+        if pattern not in current_hosts:
+            current_hosts.append(pattern)
+    for network in networks:
+        try:
+            text = str(ipaddress.ip_network(network.strip(), strict=False))
+        except ValueError as e:
+            raise click.BadParameter(f"{network!r} is not a network (CIDR)", param_hint="--allow-network") from e
+        if text not in current_networks:
+            current_networks.append(text)
+    return settings | {HOSTS_SETTING: current_hosts, NETWORKS_SETTING: current_networks}
+
+
 def _tenant_dict(t: TenantInfo) -> dict[str, Any]:
     return {"id": t.id, "domain_uuid": t.domain_uuid, "domain_name": t.domain_name, "time_zone": t.time_zone,
             "language": t.language, "max_concurrent_calls": t.max_concurrent_calls,
@@ -87,14 +112,23 @@ def add_command(url: str | None, domain_name: str, domain_uuid: str | None, time
 @click.option("--setting", "settings", multiple=True, metavar="KEY=VALUE",
               help="Set one setting (repeatable); other settings are kept.")
 @click.option("--domain-name", default=None, help="Rename the tenant (a domain name; its folders are by uuid).")
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="PATTERN",
+              help="A host its webhooks and URL prompts may reach, e.g. crm.example.com or *.example.org "
+                   "(repeatable; added to the list).")
+@click.option("--allow-network", "allow_networks", multiple=True, metavar="CIDR",
+              help="A private/loopback network those hosts may resolve to, e.g. 10.1.2.0/24 (repeatable; "
+                   "refused unless listed here).")
+@click.option("--clear-url-rules", is_flag=True, help="Empty both lists first (every webhook refused).")
 def update_command(url: str | None, tenant: str, time_zone: str | None, language: str | None,
                    max_calls: int | None, over_limit_action: str | None, settings: tuple[str, ...],
-                   domain_name: str | None) -> None:
+                   domain_name: str | None, allow_hosts: tuple[str, ...], allow_networks: tuple[str, ...],
+                   clear_url_rules: bool) -> None:
     """Change a tenant's configuration."""
     with open_sessions(url) as sessions:
         merged = None
-        if settings:
+        if settings or allow_hosts or allow_networks or clear_url_rules:
             merged = dict(find_tenant(sessions, tenant).settings) | _parse_settings(settings)
+            merged = _url_rules(merged, allow_hosts, allow_networks, clear_url_rules)
         t = update_tenant(sessions, tenant, time_zone=time_zone, language=language, settings=merged,
                           max_concurrent_calls=max_calls, over_limit_action=over_limit_action,
                           domain_name=domain_name)
