@@ -6,8 +6,8 @@ load took 25 s did). So `load_flow_off_hub(text, source, **options)`
 
 1. validates the text in a worker process (the ``flow-loader`` pool of `providers.process_pool`),
    bounded in time (``load_seconds``: the worker is killed past it) and in memory (the worker's
-   address space is capped at ``load_memory_mb``); a flow over either bound is refused with a
-   `FlowValidationError` like any invalid flow;
+   address space is capped at ``load_memory_mb``), at a lower CPU priority (nice 10) than the calls;
+   a flow over either bound is refused with a `FlowValidationError` like any invalid flow;
 2. rebuilds the validated data into a `Flow` on the hub one node at a time, yielding after every
    node and every template compiled, so no step holds the hub more than about a millisecond
    (nodes are at most ``max_node_bytes``, templates ``max_template_chars``; see `ivr_flows.limits`).
@@ -18,6 +18,7 @@ Used at start-up, on every reload (`database_routing`, `routing.DirectoryRouting
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -51,10 +52,17 @@ def validate_in_worker(text: str, source: str, options: Mapping[str, Any],
 
 
 def _cap_memory(megabytes: int) -> None:
+    """Once per worker: cap its address space, and lower its priority — validating a tenant's flow
+    must not compete on equal terms with the controller's live calls for the CPU."""
     global _memory_capped
     if _memory_capped:
         return
     import resource
+
+    try:
+        os.nice(10)
+    except OSError:
+        pass
 
     limit = megabytes * 1024 * 1024
     _soft, hard = resource.getrlimit(resource.RLIMIT_AS)

@@ -5,8 +5,8 @@ so one decode that hangs would occupy a worker forever, and its manager thread w
 ``multiprocessing.connection.wait`` whose behaviour depends on whether gevent patched
 ``select`` first; and multiprocessing's *spawn* re-imports the parent's ``__main__``.
 Here each worker is a fresh interpreter (``python -m providers.process_pool``) with two
-pipes; the caller sends a pickled job and waits for the reply pipe to become readable
-with ``gevent.socket.wait_read``
+pipes; the caller writes the pickled job and reads the reply on non-blocking pipe ends with
+``gevent.socket.wait_write``/``wait_read`` (a large job never holds the hub while the pipe drains)
 (cooperative whether or not the process is monkey-patched, and with a timeout). A worker
 that overruns its deadline or dies (pocketsphinx segfaults on some bad input) is killed and
 replaced; the caller gets ``ProviderTimeout`` / ``ProviderUnavailable`` (both retryable). A
@@ -22,6 +22,8 @@ from __future__ import annotations
 import atexit
 import importlib
 import os
+import pickle
+import struct
 import subprocess
 import sys
 import threading
@@ -29,13 +31,14 @@ import time
 import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import Any
 
 import structlog
 from gevent.lock import BoundedSemaphore
 from gevent.queue import Empty, Queue
-from gevent.socket import wait_read
+from gevent.socket import wait_read, wait_write
 
 from providers.errors import ProviderBadResponse, ProviderError, ProviderTimeout, ProviderUnavailable
 
@@ -76,6 +79,43 @@ def _worker_main(receiver: Connection, sender: Connection) -> None:
             conn.send(("crash", (f"unpicklable result: {e}"[:300], "")))
 
 
+def _send_message(fd: int, obj: Any, deadline: float, late: Exception) -> None:
+    """``Connection.send``'s framing, written cooperatively to a non-blocking pipe."""
+    data = ForkingPickler.dumps(obj)
+    size = len(data)
+    header = struct.pack("!i", size) if size <= 0x7FFFFFFF else struct.pack("!i", -1) + struct.pack("!Q", size)
+    view = memoryview(header + bytes(data))
+    while view:
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            wait_write(fd, timeout=max(0.0, deadline - time.monotonic()), timeout_exc=late)
+            continue
+        view = view[written:]
+
+
+def _read_exact(fd: int, size: int, deadline: float, late: Exception) -> bytes:
+    buf = bytearray()
+    while len(buf) < size:
+        try:
+            chunk = os.read(fd, min(size - len(buf), 1 << 20))
+        except BlockingIOError:
+            wait_read(fd, timeout=max(0.0, deadline - time.monotonic()), timeout_exc=late)
+            continue
+        if not chunk:
+            raise EOFError("worker pipe closed")
+        buf += chunk
+    return bytes(buf)
+
+
+def _recv_message(fd: int, deadline: float, late: Exception) -> Any:
+    """``Connection.recv``'s framing, read cooperatively from a non-blocking pipe."""
+    (size,) = struct.unpack("!i", _read_exact(fd, 4, deadline, late))
+    if size == -1:
+        (size,) = struct.unpack("!Q", _read_exact(fd, 8, deadline, late))
+    return pickle.loads(_read_exact(fd, size, deadline, late))
+
+
 class _Worker:
     """One worker: ``python -m providers.process_pool R W`` with two pipes.
 
@@ -103,6 +143,10 @@ class _Worker:
         self.pid = self.process.pid
         self.sender = Connection(to_child_w, readable=False)
         self.receiver = Connection(from_child_r, writable=False)
+        # Our ends never block: a large job or answer (a flow's text, its validated data) goes
+        # through the pipe while other greenlets run (see `_send_message` / `_recv_message`).
+        os.set_blocking(to_child_w, False)
+        os.set_blocking(from_child_r, False)
         self.warmed: set[Any] = set()     # the pool's warm-up jobs this process has run
 
     def exitcode(self) -> int | None:
@@ -212,11 +256,10 @@ class WorkerPool:
     def _run_on(self, worker: _Worker, target: str, args: tuple[Any, ...], kwargs: dict[str, Any],
                 deadline: float, *, keep: bool = False) -> Any:
         timeout = max(0.0, deadline - time.monotonic())
+        late = ProviderTimeout(f"{self.name} worker did not answer within {timeout:.3g}s")
         try:
-            worker.sender.send((target, args, kwargs))
-            wait_read(worker.receiver.fileno(), timeout=max(0.0, deadline - time.monotonic()),
-                      timeout_exc=ProviderTimeout(f"{self.name} worker did not answer within {timeout:.3g}s"))
-            kind, value = worker.receiver.recv()
+            _send_message(worker.sender.fileno(), (target, args, kwargs), deadline, late)
+            kind, value = _recv_message(worker.receiver.fileno(), deadline, late)
         except ProviderTimeout:
             log.warning("worker.killed", pool=self.name, reason="timeout", pid=worker.pid)
             self._discard(worker)
