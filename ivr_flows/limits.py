@@ -20,7 +20,7 @@ limit                    default (environment variable)  what it bounds
 ``template_int_bits``    4096 (``IVR_TEMPLATE_INT_BITS``)  any integer a template computes (~1233
                                                           digits), at load (constant folding) and
                                                           at call time
-``load_seconds``         10 (``IVR_FLOW_LOAD_SECONDS``)   validating one flow in the loader process
+``load_seconds``         30 (``IVR_FLOW_LOAD_SECONDS``)   validating one flow in the loader process
 ``load_memory_mb``       1024 (``IVR_FLOW_LOAD_MEMORY_MB``)  the loader process's address space
 =======================  ==============================  ==========================================
 
@@ -46,7 +46,7 @@ class FlowLimits:
     template_steps: int = 2_000
     template_value_chars: int = 65_536
     template_int_bits: int = 4096
-    load_seconds: float = 10.0
+    load_seconds: float = 30.0
     load_memory_mb: int = 1024
 
     @classmethod

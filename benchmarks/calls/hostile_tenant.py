@@ -6,8 +6,9 @@ FreeSWITCH simulator in this process; what is measured is A's **setup** (call pl
 received by the simulated FreeSWITCH) and **turnaround** (a playback / menu completion sent → the
 controller's next command received), wall-clock, on the FreeSWITCH side.
 
-Each round runs the same A calls twice, in random order: *baseline* (tenant B idle) and *hostile*,
-while tenant B's admin keeps publishing new versions of a flow that is as costly to load as the
+Each round runs A's calls in two phases, in random order: *baseline* (tenant B idle) and *hostile*
+(at least as many calls, and until ``--min-reloads`` of B's reloads completed during it), while
+tenant B's admin keeps publishing new versions of a flow that is as costly to load as the
 limits allow (900 nodes of templates, ~0.9 MB of YAML; each publish makes every controller reload
 it) and B's callers keep running a ``set`` node whose template spends its whole budget (nested
 loops). The figures are medians and p99 over all rounds, and the ratio hostile ÷ baseline of the
@@ -156,7 +157,10 @@ class Hostile:
         self._jobs = [gevent.spawn(self._publisher)] + [gevent.spawn(self._caller) for _ in range(self.callers)]
 
     def stop(self) -> None:
+        """Stop publishing (the reload under way finishes first: the next baseline must not share
+        the machine with it) and hang up B's callers."""
         self._stop = True
+        self._jobs[0].join(timeout=300)
         gevent.killall(self._jobs, timeout=10)
 
     def _publisher(self) -> None:
@@ -195,6 +199,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--loops", type=int, default=3, help="play → menu rounds per call")
     parser.add_argument("--hostile-callers", type=int, default=4)
+    parser.add_argument("--min-reloads", type=int, default=2,
+                        help="heavy reloads of tenant B that must complete during each hostile phase")
     args = parser.parse_args()
     from esl_controller.call_log import configure_logging
 
@@ -244,8 +250,16 @@ def main() -> None:
                 if phase == "hostile":
                     hostile.start()
                     gevent.sleep(1.0)                                   # the first heavy reload is under way
+                    before = hostile.reloads
                 m = run_calls(sim, socket_data, args.calls, args.concurrency, args.loops)
                 if phase == "hostile":
+                    # Keep tenant A's calls coming until B's reloads really overlapped them.
+                    while hostile.reloads < before + args.min_reloads:
+                        more = run_calls(sim, socket_data, args.calls, args.concurrency, args.loops)
+                        m.setup += more.setup
+                        m.turn += more.turn
+                        m.failed += more.failed
+                        m.errors += more.errors
                     hostile.stop()
                 results[phase].setup += m.setup
                 results[phase].turn += m.turn
@@ -268,6 +282,7 @@ def main() -> None:
         for name, m in results.items():
             if m.errors:
                 print(f"{name}: first failure: {m.errors[0]}")
+        print(f"calls of tenant A measured: baseline {len(base.setup)}, hostile {len(bad.setup)}")
     finally:
         server.terminate()
         server.wait(timeout=60)
