@@ -128,7 +128,8 @@ def update_command(url: str | None, tenant: str, time_zone: str | None, language
         merged = None
         if settings or allow_hosts or allow_networks or clear_url_rules:
             merged = dict(find_tenant(sessions, tenant).settings) | _parse_settings(settings)
-            merged = _url_rules(merged, allow_hosts, allow_networks, clear_url_rules)
+            if allow_hosts or allow_networks or clear_url_rules:
+                merged = _url_rules(merged, allow_hosts, allow_networks, clear_url_rules)
         t = update_tenant(sessions, tenant, time_zone=time_zone, language=language, settings=merged,
                           max_concurrent_calls=max_calls, over_limit_action=over_limit_action,
                           domain_name=domain_name)
