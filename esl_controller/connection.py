@@ -10,8 +10,8 @@ reply nobody waits for.  This class:
 * waits for every reply with a timeout; a reply that comes after its waiter gave up still
   consumes its slot, so later replies stay paired;
 * dispatches events to one callback in the reader greenlet (no second greenlet, no queue);
-* on EOF, reset, a malformed frame or ``close()``, fails every pending reply with
-  `CallGone` and calls ``on_close`` once.  A reply that no command is waiting for is logged
+* on EOF, reset, a malformed frame (or anything else the reader raises) or ``close()``, fails
+  every pending reply with `CallGone` and calls ``on_close`` once.  A reply that no command is waiting for is logged
   and dropped; the reader keeps going.
 """
 
@@ -106,6 +106,11 @@ class EslConnection:
             reason = f"socket error: {exc}"
         except gevent.GreenletExit:
             reason = self.close_reason or "closed"
+        except Exception as exc:
+            # A bug of ours on bytes we did not foresee: the call must still end cleanly (every
+            # waiter wakes with CallGone) instead of sitting deaf with a dead reader.
+            reason = f"protocol error: {type(exc).__name__}"
+            self._log.exception("esl.reader_failed")
         self._shutdown(reason)
 
     def _dispatch(self, frame: Frame) -> None:

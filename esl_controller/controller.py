@@ -63,7 +63,6 @@ class ControllerSettings:
     fallback_context: str | None = None  # None: the context the call is in (Caller-Context)
     step_limit: int = 200
     recordings_dir: Path = Path("var/recordings")
-    warm_up_seconds: float = 3.0         # how long a connecting call waits for its TTS/STT to load
     deadman_seconds: int = 10            # FreeSWITCH moves the caller this long after we stop re-arming (0: off)
     deadman_every: float = 4.0           # how often every call's dead-man's switch is re-armed
 
@@ -195,7 +194,7 @@ class CallController:
         providers = route.services.get("providers")
         if providers is not None:
             # Before the flow answers: the TTS and STT the first nodes need are loaded now.
-            warm_call_path(providers, self.settings.warm_up_seconds)
+            warm_call_path(providers)
             speech = CallSpeech(providers)
             ctx.synthesizer = ctx.synthesizer or speech
             ctx.recognizer = ctx.recognizer or speech

@@ -2,8 +2,10 @@
 
 * `DatabaseRouting` keeps every tenant's snapshot in memory;
 * call records go through `schema.call_records.CallRecordWriter` in a background greenlet
-  (a call never waits on the database); its disk spool keeps records while the database is
-  unreachable and a flusher retries every few seconds;
+  (a call never waits on the database); each write is bounded in time, and the disk spool
+  (``var/spool/call-records``, shared by the controllers of one var folder) keeps records while
+  the database is unreachable or hangs; a flusher retries every few seconds, and stopping spools
+  whatever could not be written;
 * `schema.reload_bus.ReloadListener` hears ``ivr tenants reload`` (PostgreSQL NOTIFY, or this
   process's control socket with SQLite) and answers with the reload's result or its error.
 
@@ -33,12 +35,20 @@ log = structlog.get_logger(__name__)
 
 
 class CallRecordPump:
-    """Queues call records and writes them from one greenlet, off the call's path."""
+    """Queues call records and writes them from one greenlet, off the call's path.
 
-    def __init__(self, writer: Any, *, flush_every: float = 5.0) -> None:
+    Each write is bounded (`CallRecordWriter.write_timeout`), so a hung database delays the queue by
+    that much per record, never for ever; a write that does not finish in time is spooled.  `stop`
+    gives the queue ``stop_seconds`` to drain, then spools whatever is left, the record being
+    written included: nothing is lost when the controller stops while the database hangs.
+    """
+
+    def __init__(self, writer: Any, *, flush_every: float = 5.0, stop_seconds: float = 5.0) -> None:
         self.writer = writer
         self.queue: Queue = Queue()
         self.flush_every = flush_every
+        self.stop_seconds = stop_seconds
+        self._current: dict[str, Any] | None = None
         self._greenlet = gevent.spawn(self._run)
         self._flusher = gevent.spawn(self._flush_loop)
 
@@ -49,10 +59,22 @@ class CallRecordPump:
         self.queue.put(database_row(record))
 
     def _write(self, row: dict[str, Any]) -> None:
+        self._current = row
         try:
             self.writer.write(row)
+        except gevent.GreenletExit:
+            self._spool(row)             # stopped mid-write: the row must not be lost
+            raise
         except Exception:
             log.exception("call_record.write_failed", call_uuid=row.get("call_uuid"))
+        finally:
+            self._current = None
+
+    def _spool(self, row: dict[str, Any]) -> None:
+        try:
+            self.writer.spool(row)
+        except Exception:
+            log.exception("call_record.spool_failed", call_uuid=row.get("call_uuid"))
 
     def _run(self) -> None:
         while True:
@@ -71,9 +93,16 @@ class CallRecordPump:
                 log.exception("call_record.flush_failed")
 
     def stop(self) -> None:
+        self._flusher.kill(block=True, timeout=self.stop_seconds)
         self.queue.put(None)
-        self._greenlet.join(timeout=10)
-        self._flusher.kill(block=False)
+        self._greenlet.join(timeout=self.stop_seconds)
+        if not self._greenlet.dead:
+            log.warning("call_record.stop_spooling", queued=self.queue.qsize(), writing=self._current is not None)
+            self._greenlet.kill(block=True, timeout=2.0)
+        while not self.queue.empty():
+            row = self.queue.get_nowait()
+            if row is not None:
+                self._spool(row)
         self.writer.close()
 
 
@@ -101,8 +130,7 @@ def build_database_controller(database_url: str | None, *, settings: ControllerS
         services_factory = _default_services_factory(var_dir, engine)
     routing = DatabaseRouting(engine, prompt_root=var_dir / "prompts", recordings_root=var_dir / "recordings",
                               services_factory=services_factory)
-    spool = var_dir / "spool" / f"controller-{os.getpid()}"
-    pump = CallRecordPump(CallRecordWriter(engine, spool))
+    pump = CallRecordPump(CallRecordWriter(engine, var_dir / "spool" / "call-records"))
     controller = CallController(routing, settings=settings, record_sink=pump, watchdog=watchdog,
                                 call_limiter=CallLimiter())
     listener = ReloadListener(url, routing.reload)

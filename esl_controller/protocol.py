@@ -46,6 +46,17 @@ def _decode(value: str) -> str:
     return unquote(value) if "%" in value else value
 
 
+def ascii_length(value: str | bytes) -> int | None:
+    """A length header's value as an int when it is ASCII digits only, else None.
+
+    ``str.isdigit()`` also accepts superscripts and other scripts' digits (``"²"``), which
+    ``int()`` then refuses with a ValueError: only ``0``–``9`` are a length on the wire.
+    """
+    if not value or len(value) > 18 or not value.isascii() or not value.isdigit():
+        return None
+    return int(value)
+
+
 def parse_header_block(block: bytes, *, decode: bool) -> dict[str, str]:
     """Split a header block into a dict; values URL-decoded after the split when ``decode``."""
     headers: dict[str, str] = {}
@@ -87,9 +98,10 @@ class Event:
         headers = parse_header_block(block, decode=True)
         length = headers.get("Content-Length")
         if length is not None:
-            if not length.isdigit() or int(length) > len(rest):
-                raise ProtocolError(f"event body Content-Length {length!r} does not match")
-            self._payload = rest[: int(length)]
+            size = ascii_length(length)
+            if size is None or size > len(rest):
+                raise ProtocolError(f"event body Content-Length {length[:20]!r} does not match")
+            self._payload = rest[:size]
         self._headers = headers
         return headers
 
@@ -257,9 +269,9 @@ class EslParser:
                 if length is None:
                     frames.append(Frame(headers))
                     continue
-                if not length.isdigit():
+                need = ascii_length(length)
+                if need is None:
                     raise ProtocolError(f"bad Content-Length {length[:20]!r}")
-                need = int(length)
                 if need > self.max_body:
                     raise ProtocolError(f"body of {need} bytes exceeds {self.max_body}")
                 self._headers, self._need = headers, need

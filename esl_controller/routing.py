@@ -4,12 +4,16 @@ The controller asks ``routing.route(info)`` once per call, from memory (no datab
 the call-setup hot path).  `DirectoryRouting` serves one implicit tenant from a folder of YAML
 flows (``ivr serve --flows-dir``); the database-backed routing (tenant snapshots, see
 `schema.snapshot`) offers the same ``route``/``reload`` methods.  A reload builds the new
-table completely, validating every flow, and swaps it in one assignment: a call keeps the
+table completely, validating every flow off the hub (`esl_controller.flow_loading`), and swaps it in
+one assignment: a call keeps the
 `Flow` object it started with, and a flow that fails validation never replaces the running one.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,6 +42,14 @@ class CallRoute:
     tenant_id: int | None = None
     transfer_context: str | None = None          # the tenant's dialplan context for transfers (None: the call's)
 
+    def __post_init__(self) -> None:
+        # The controller names the call's recordings folder after tenant_key: one plain path part.
+        if not _SAFE_KEY.match(self.tenant_key) or ".." in self.tenant_key:
+            raise ValueError(f"tenant key {self.tenant_key!r} cannot name a folder")
+
+
+_SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
 
 class Routing(Protocol):
     def route(self, info: CallInfo) -> CallRoute | None: ...
@@ -60,17 +72,25 @@ class DirectoryRouting:
         self.recordings_dir = Path(recordings_dir or "var/recordings").resolve()
         self.tenant_name = tenant_name
         self.transfer_context = transfer_context
+        # Webhooks and URL prompts of the folder's flows: IVR_URL_HOSTS (patterns) and
+        # IVR_URL_NETWORKS (non-public networks an operator allows), comma-separated.
+        from ivr_flows.url_policy import UrlPolicy
+
+        self.url_policy = UrlPolicy.from_settings({"url_hosts": os.environ.get("IVR_URL_HOSTS", ""),
+                                                   "url_networks": os.environ.get("IVR_URL_NETWORKS", "")})
         self._flows: dict[str, Any] = {}
         self.reload()
 
     def _load_all(self) -> dict[str, Any]:
-        from ivr_flows import FlowValidationError, load_flow_file
+        from esl_controller.flow_loading import load_flow_off_hub
+        from ivr_flows import FlowValidationError
+        from ivr_flows.loader import read_flow_file
 
         flows: dict[str, Any] = {}
         problems: list[str] = []
         for path in sorted(self.flows_dir.glob("*.yaml")):
             try:
-                flow = load_flow_file(path, prompt_dir=self.prompt_dir)
+                flow = load_flow_off_hub(read_flow_file(path), str(path), prompt_dir=self.prompt_dir)
             except FlowValidationError as exc:
                 problems.extend(str(issue) for issue in exc.errors)
                 continue
@@ -95,7 +115,16 @@ class DirectoryRouting:
         flow = flows.get(name)
         if flow is None:
             return None
-        return CallRoute(tenant_key=info.domain_uuid or self.tenant_name,
+        return CallRoute(tenant_key=_uuid_or(info.domain_uuid, self.tenant_name),
                          tenant_name=info.domain_name or self.tenant_name, flow=flow,
                          prompt_dir=self.prompt_dir, recordings_dir=self.recordings_dir,
-                         flow_loader=flows.__getitem__, transfer_context=self.transfer_context)
+                         flow_loader=flows.__getitem__, services={"allowed_url_hosts": self.url_policy},
+                         transfer_context=self.transfer_context)
+
+
+def _uuid_or(value: str | None, default: str) -> str:
+    """A channel's domain_uuid in canonical form when it is one (it names a folder), else `default`."""
+    try:
+        return str(uuid.UUID((value or "").strip()))
+    except ValueError:
+        return default

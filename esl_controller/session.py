@@ -55,7 +55,7 @@ from gevent.queue import Empty, Queue
 
 from esl_controller.connection import EslConnection
 from esl_controller.errors import CallGone, CommandError, CommandTimeout, ControlLost, SyncModeRefused
-from esl_controller.protocol import Event, Frame, encode_command, encode_execute
+from esl_controller.protocol import Event, Frame, ascii_length, encode_command, encode_execute
 from ivr_flows.call import (
     BridgeResult,
     CallInfo,
@@ -630,7 +630,7 @@ class CallSession:
         response = event.get("Application-Response", "")
         term = self._note_terminator(event)
         played = event.get("variable_playback_ms")
-        played_ms = int(played) if played and played.isdigit() else None
+        played_ms = ascii_length(played) if played else None
         if response == "FILE NOT FOUND":
             stop = PlaybackStop.NOT_FOUND
         elif response == "PLAYBACK ERROR":
@@ -696,8 +696,8 @@ class CallSession:
             stop = RecordStop.BROKEN
         else:
             stop = RecordStop.MAX_LENGTH
-        return RecordResult(path=path, duration_ms=int(ms) if ms.isdigit() else 0, stop=stop, terminator=term,
-                            size_bytes=int(size) if size and size.isdigit() else None)
+        return RecordResult(path=path, duration_ms=ascii_length(ms) or 0, stop=stop, terminator=term,
+                            size_bytes=ascii_length(size) if size else None)
 
     def transfer(self, extension: str, *, dialplan: str = "XML", context: str | None = None) -> None:
         """Transfer while keeping the socket: our dead-man's switch off and ``socket_resume=false``

@@ -4,9 +4,9 @@
 its snapshot) into a shared `providers.tenant_set.TenantProviders` — built once per
 configuration version, so every call of the tenant shares models and HTTP sessions; a tenant
 with no rows gets the local defaults (pocketsphinx, piper → flite, extractive, MiniLM).  With
-``warm_in_background`` the primaries are loaded right away, so the first caller does not wait
-for a model; each call still warms the TTS and STT primaries with a short deadline when it
-connects, before it is answered (`warm_call_path`).  Given the database engine, the retrieval
+``warm_in_background`` the primaries start loading right away (one shared, bounded warm-up per
+provider, `providers.readiness`); a connecting call starts the TTS and STT ones if they are not
+loaded yet and never waits for them (`warm_call_path`).  Given the database engine, the retrieval
 and LLM services of the ``ask_ai`` node come along (`rag.services`).
 """
 
@@ -15,8 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import gevent
 import structlog
+
+from providers.readiness import ensure_warm
 
 log = structlog.get_logger(__name__)
 
@@ -29,11 +30,17 @@ def build_tenant_providers(snapshot: Any, *, tts_cache_root: Path | None = None)
     return TenantProviders.for_config(config)
 
 
-def warm_call_path(providers: Any, timeout: float) -> None:
-    """Load the first TTS and STT of the tenant (what a call needs first), waiting at most ``timeout``."""
-    targets = [chain.providers[0] for chain in (providers.tts, providers.stt) if chain.providers]
-    jobs = [gevent.spawn(p.warm_up) for p in targets]
-    gevent.joinall(jobs, timeout=timeout)
+def warm_call_path(providers: Any) -> None:
+    """Start loading the first TTS and STT of the tenant (what a call needs first); never waits.
+
+    A connecting call used to wait up to 3 s here (and each call spawned warm-ups that outlived
+    it). Now one shared warm-up per provider
+    runs in the background (`providers.readiness`), and while a model loads the chain serves from
+    the next provider (flite for the default TTS), so the first caller hears a voice at once.
+    """
+    starter = getattr(providers, "warm_call_path", None)
+    if starter is not None:
+        starter()
 
 
 def make_services_factory(*, engine: Any = None, tts_cache_root: Path | None = None,
@@ -45,7 +52,8 @@ def make_services_factory(*, engine: Any = None, tts_cache_root: Path | None = N
         if engine is not None:
             services.update(_secretary_services(engine, snapshot, providers))
         if warm_in_background:
-            gevent.spawn(providers.warm_up, 120.0)
+            for chain in providers.all_providers().values():
+                ensure_warm(chain[0])
         return services
 
     return services_for_snapshot

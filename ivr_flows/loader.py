@@ -7,6 +7,10 @@ missing targets, outcomes with no edge, unreachable nodes, loops with no caller 
 files that do not exist or escape the prompt folder, URLs on hosts the tenant may not use.
 `validate_paths(paths)` checks files and folders (their `*.yaml`/`*.yml`) and returns the issues.
 
+Nothing a flow file holds makes the loader raise anything but `FlowValidationError`: text that is
+not UTF-8 (the line and column of the first bad byte), YAML over the limits of `ivr_flows.limits`
+(size, nesting, alias expansion, tags), too many nodes, a node too large, a template too costly.
+
 Optional tenant knowledge sharpens the checks: `prompt_dir` (prompt files must exist there),
 `allowed_url_hosts` (URL prompts and webhooks), `known_flows` (goto_flow targets), and
 `node_types` (the table of node types, to add later ones such as `ask_ai`).
@@ -14,9 +18,11 @@ Optional tenant knowledge sharpens the checks: `prompt_dir` (prompt files must e
 
 from __future__ import annotations
 
+import json
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +31,7 @@ from pydantic import BaseModel, ValidationError
 from ivr_flows.errors import FlowIssue, FlowValidationError, YamlSyntaxError
 from ivr_flows.flow import NODE_ID_RE, Flow, FlowHeader
 from ivr_flows.flow_graph import check_graph
+from ivr_flows.limits import FlowLimits, flow_limits
 from ivr_flows.nodes import NODE_TYPES
 from ivr_flows.nodes.base import LoadEnv, Node, did_you_mean
 from ivr_flows.yaml_source import Mark, YamlDocument, parse_yaml
@@ -214,6 +221,10 @@ def _node_issues(
     except ValidationError as e:
         issues += _pydantic_issues(e, cls, raw, path, node_id, doc, source)
         return None, issues
+    except (RecursionError, MemoryError, OverflowError, TypeError, ValueError) as e:
+        # Not a pydantic error: something in the node's values our validators did not expect.
+        issues.append(at(doc.key_mark(path), f"cannot validate this node: {type(e).__name__}: {str(e)[:200]}"))
+        return None, issues
     for problem in node.check(env):
         where = ".".join(str(p) for p in problem.loc)
         message = f"{where}: {problem.message}" if where else problem.message
@@ -229,11 +240,27 @@ def load_flow_text(
     allowed_url_hosts: Iterable[str] | None = None,
     known_flows: Iterable[str] | None = None,
     node_types: Mapping[str, type[Node]] | None = None,
+    limits: FlowLimits | None = None,
 ) -> Flow:
     """Validate a flow's YAML text; `source` names it in errors (a path, or `db:tenant/flow@v3`)."""
+    return _load(text, source, prompt_dir=prompt_dir, allowed_url_hosts=allowed_url_hosts,
+                 known_flows=known_flows, node_types=node_types, limits=limits)[0]
+
+
+def _load(
+    text: str,
+    source: str,
+    *,
+    prompt_dir: Path | str | None,
+    allowed_url_hosts: Iterable[str] | None,
+    known_flows: Iterable[str] | None,
+    node_types: Mapping[str, type[Node]] | None,
+    limits: FlowLimits | None,
+) -> tuple[Flow, dict[str, Any]]:
+    limits = limits or flow_limits()
     types_table = dict(node_types) if node_types is not None else NODE_TYPES
     try:
-        doc = parse_yaml(text)
+        doc = parse_yaml(text, limits)
     except YamlSyntaxError as e:
         raise FlowValidationError([FlowIssue(source, e.line, e.column, None, e.message)]) from e
     data = doc.data
@@ -241,6 +268,9 @@ def load_flow_text(
         raise FlowValidationError(
             [FlowIssue(source, 1, 1, None, "a flow file is a mapping with 'flow', 'start' and 'nodes'")]
         )
+    size_issues = _size_issues(data, doc, source, limits)
+    if size_issues:
+        raise FlowValidationError(size_issues)
     issues: list[FlowIssue] = []
     header: FlowHeader | None = None
     try:
@@ -267,7 +297,7 @@ def load_flow_text(
         issues.append(FlowIssue(source, mark.line, mark.column, problem.node, problem.message))
     if issues or header is None:
         raise FlowValidationError(_dedupe(issues))
-    return Flow(
+    flow = Flow(
         name=header.flow,
         start=header.start,
         nodes=nodes,
@@ -277,19 +307,114 @@ def load_flow_text(
         timezone=header.timezone,
         vars=header.vars,
     )
+    return flow, data
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatedParts:
+    """A flow that passed validation, as plain data: what a worker process hands back (picklable),
+    for `rebuild_flow` to turn into a `Flow` node by node (see `esl_controller.flow_loading`)."""
+
+    source: str
+    header: dict[str, Any]                      # the top-level keys but `nodes`
+    nodes: tuple[tuple[str, bytes], ...]        # (node id, the node's data pickled)
+
+
+def validate_to_parts(text: str, source: str, options: Mapping[str, Any]) -> ValidatedParts | list[FlowIssue]:
+    """Validate like `load_flow_text`; the flow's plain data when valid, else its issues."""
+    import pickle
+
+    given = dict(options)
+    try:
+        _, data = _load(text, source, prompt_dir=given.get("prompt_dir"),
+                        allowed_url_hosts=given.get("allowed_url_hosts"), known_flows=given.get("known_flows"),
+                        node_types=given.get("node_types"), limits=given.get("limits"))
+    except FlowValidationError as e:
+        return e.errors
+    header = {k: v for k, v in data.items() if k != "nodes"}
+    nodes = tuple((node_id, pickle.dumps(raw, protocol=pickle.HIGHEST_PROTOCOL))
+                  for node_id, raw in data["nodes"].items())
+    return ValidatedParts(source, header, nodes)
+
+
+def rebuild_flow(parts: ValidatedParts, *, node_types: Mapping[str, type[Node]] | None = None,
+                 between_nodes: Callable[[], None] | None = None) -> Flow:
+    """The `Flow` of data that already passed validation (no graph or file checks again); calls
+    `between_nodes` after each node, so the rebuilding greenlet can let others run."""
+    import pickle
+
+    types_table = dict(node_types) if node_types is not None else NODE_TYPES
+    header = FlowHeader.model_validate({**parts.header, "nodes": {node_id: None for node_id, _ in parts.nodes}})
+    nodes: dict[str, Node] = {}
+    for node_id, blob in parts.nodes:
+        raw = pickle.loads(blob)   # our own worker's plain data
+        nodes[node_id] = types_table[raw["type"]].model_validate(raw)
+        if between_nodes is not None:
+            between_nodes()
+    return Flow(name=header.flow, start=header.start, nodes=nodes, source=parts.source,
+                description=header.description, language=header.language, timezone=header.timezone,
+                vars=header.vars)
+
+
+def _size_issues(data: dict[str, Any], doc: YamlDocument, source: str, limits: FlowLimits) -> list[FlowIssue]:
+    """Too many nodes, or a node too large to be rebuilt in one short step (see docs/limits.md)."""
+    raw_nodes = data.get("nodes")
+    if not isinstance(raw_nodes, dict):
+        return []
+    if len(raw_nodes) > limits.max_nodes:
+        mark = doc.key_mark(("nodes",))
+        return [FlowIssue(source, mark.line, mark.column, None,
+                          f"the flow has {len(raw_nodes)} nodes; the limit is {limits.max_nodes} "
+                          "(IVR_FLOW_MAX_NODES)")]
+    issues = []
+    for node_id, raw in raw_nodes.items():
+        size = len(json.dumps(raw, default=str, ensure_ascii=False))
+        if size > limits.max_node_bytes:
+            mark = doc.key_mark(("nodes", node_id))
+            issues.append(FlowIssue(source, mark.line, mark.column, node_id,
+                                    f"the node is {size} bytes of data; the limit is {limits.max_node_bytes} "
+                                    "(IVR_FLOW_MAX_NODE_BYTES)"))
+    return issues
 
 
 def _dedupe(issues: list[FlowIssue]) -> list[FlowIssue]:
     return list(dict.fromkeys(issues))
 
 
-def load_flow_file(path: Path | str, **options: Any) -> Flow:
-    """Read and validate a flow file (options as for `load_flow_text`)."""
+def decode_flow_bytes(data: bytes, source: str) -> str:
+    """A flow file's bytes as text: UTF-8 (a BOM is dropped), else a `FlowValidationError` naming the
+    line and column of the first byte that is not UTF-8."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        before = data[: e.start]
+        line = before.count(b"\n") + 1
+        column = len(before[before.rfind(b"\n") + 1:].decode("utf-8", errors="replace")) + 1
+        raise FlowValidationError([FlowIssue(
+            source, line, column, None,
+            f"the file is not UTF-8 text (byte 0x{data[e.start]:02x}); save it as UTF-8")]) from None
+
+
+def read_flow_file(path: Path | str, limits: FlowLimits | None = None) -> str:
+    """A flow file's text, refused (`FlowValidationError`) when it is too large or not UTF-8."""
+    limits = limits or flow_limits()
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise FlowValidationError([FlowIssue(str(path), 1, 1, None, f"cannot read the file: {e}")]) from e
+        size = file.stat().st_size
+        if size > limits.max_flow_bytes:
+            raise FlowValidationError([FlowIssue(
+                str(path), 1, 1, None,
+                f"the flow is {size} bytes; the limit is {limits.max_flow_bytes} (IVR_FLOW_MAX_BYTES)")])
+        data = file.read_bytes()
+    except OSError as e:
+        raise FlowValidationError([FlowIssue(str(path), 1, 1, None,
+                                             f"cannot read the file: {e}")]) from e
+    return decode_flow_bytes(data, str(path))
+
+
+def load_flow_file(path: Path | str, **options: Any) -> Flow:
+    """Read and validate a flow file (options as for `load_flow_text`)."""
+    text = read_flow_file(path, options.get("limits"))
     return load_flow_text(text, str(path), **options)
 
 

@@ -49,8 +49,17 @@ def resolve_prompt(prompt_dir: Path | str | None, relative: str) -> Path:
     return candidate
 
 
-def url_problem(url: str, allowed_hosts: Iterable[str] | None) -> str | None:
-    """Why `url` may not be fetched for this tenant, or None. `allowed_hosts=None`: not checked."""
+def url_problem(url: str, allowed_hosts: Iterable[str] | None, *, resolve: bool = False) -> str | None:
+    """Why `url` may not be fetched for this tenant, or None. `allowed_hosts=None`: not checked.
+
+    A `ivr_flows.url_policy.UrlPolicy` also refuses private and loopback addresses (literal ones
+    always; with ``resolve``, the addresses the host name resolves to) unless an operator allowed
+    their network; a plain set of patterns checks host names only (``ivr flows validate --allow-host``).
+    """
+    from ivr_flows.url_policy import UrlPolicy
+
+    if isinstance(allowed_hosts, UrlPolicy):
+        return allowed_hosts.problem(url, resolve=resolve)
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"{url!r} is not an http(s) URL"

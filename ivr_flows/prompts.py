@@ -63,7 +63,7 @@ def media_path(ctx: FlowContext, prompt: Prompt) -> str:
     if prompt.kind == "file":
         return str(resolve_prompt(ctx.prompt_dir, value))
     if prompt.kind == "url":
-        problem = url_problem(value, ctx.allowed_url_hosts)
+        problem = url_problem(value, ctx.allowed_url_hosts, resolve=True)   # FreeSWITCH fetches it
         if problem:
             raise PromptPathError(problem)
         return f"http_cache://{value}"

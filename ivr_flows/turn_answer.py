@@ -128,7 +128,9 @@ def run_webhook(ctx: FlowContext, hook: WebhookToolSpec, arguments: dict[str, An
     problem = url_problem(hook.url, ctx.allowed_url_hosts)
     if problem:
         return json.dumps({"error": "this tool is not allowed"})
-    session = ctx.http_session or requests.Session()
+    from ivr_flows.nodes.webhook import _session_for
+
+    session = ctx.http_session or _session_for(ctx)
     try:
         response = session.post(hook.url, json=arguments, timeout=hook.timeout, allow_redirects=False)
         if response.status_code >= 300:

@@ -71,12 +71,31 @@ class FallbackChain(Generic[P]):
         self._health = [_Health() for _ in self.providers]
 
     def order(self) -> list[tuple[int, P, bool]]:
-        """``(index, provider, skipped)`` in chain order; if all are skipped, none is."""
+        """``(index, provider, skipped)`` in chain order; if all are skipped, none is.
+
+        Skipped: a provider whose circuit is open, and one whose model is still loading when a later
+        provider can serve (`providers.readiness`): a caller never waits on a warm-up.
+        """
+        from providers.readiness import is_loading
+
         now = time.monotonic()
         skipped = [self._health[i].open_until > now for i in range(len(self.providers))]
         if all(skipped):
             skipped = [False] * len(skipped)
+        loading = [is_loading(p) for p in self.providers]
+        for i in range(len(self.providers)):
+            if not skipped[i] and loading[i] and any(
+                    not skipped[j] and not loading[j] for j in range(i + 1, len(self.providers))):
+                skipped[i] = True
         return [(i, p, skip) for (i, p), skip in zip(enumerate(self.providers), skipped, strict=True)]
+
+    def skip_reason(self, index: int) -> tuple[str, str]:
+        """Why `order` skipped this provider: (error name, detail) for its `Attempt`."""
+        from providers.readiness import is_loading
+
+        if is_loading(self.providers[index]) and self._health[index].open_until <= time.monotonic():
+            return "Loading", "its model is still loading; a later provider served"
+        return "CircuitOpen", f"skipped after {self._health[index].failures} failures"
 
     def succeeded(self, index: int) -> None:
         self._health[index] = _Health()
@@ -94,8 +113,7 @@ class FallbackChain(Generic[P]):
         attempts: list[Attempt] = []
         for index, provider, skipped in self.order():
             if skipped:
-                attempts.append(Attempt(provider.label, False, 0.0, "CircuitOpen",
-                                        f"skipped after {self._health[index].failures} failures"))
+                attempts.append(Attempt(provider.label, False, 0.0, *self.skip_reason(index)))
                 continue
             started = time.monotonic()
             try:

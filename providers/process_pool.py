@@ -5,8 +5,8 @@ so one decode that hangs would occupy a worker forever, and its manager thread w
 ``multiprocessing.connection.wait`` whose behaviour depends on whether gevent patched
 ``select`` first; and multiprocessing's *spawn* re-imports the parent's ``__main__``.
 Here each worker is a fresh interpreter (``python -m providers.process_pool``) with two
-pipes; the caller sends a pickled job and waits for the reply pipe to become readable
-with ``gevent.socket.wait_read``
+pipes; the caller writes the pickled job and reads the reply on non-blocking pipe ends with
+``gevent.socket.wait_write``/``wait_read`` (a large job never holds the hub while the pipe drains)
 (cooperative whether or not the process is monkey-patched, and with a timeout). A worker
 that overruns its deadline or dies (pocketsphinx segfaults on some bad input) is killed and
 replaced; the caller gets ``ProviderTimeout`` / ``ProviderUnavailable`` (both retryable). A
@@ -22,6 +22,8 @@ from __future__ import annotations
 import atexit
 import importlib
 import os
+import pickle
+import struct
 import subprocess
 import sys
 import threading
@@ -29,14 +31,14 @@ import time
 import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import Any
 
-import gevent
 import structlog
 from gevent.lock import BoundedSemaphore
 from gevent.queue import Empty, Queue
-from gevent.socket import wait_read
+from gevent.socket import wait_read, wait_write
 
 from providers.errors import ProviderBadResponse, ProviderError, ProviderTimeout, ProviderUnavailable
 
@@ -77,6 +79,43 @@ def _worker_main(receiver: Connection, sender: Connection) -> None:
             conn.send(("crash", (f"unpicklable result: {e}"[:300], "")))
 
 
+def _send_message(fd: int, obj: Any, deadline: float, late: Exception) -> None:
+    """``Connection.send``'s framing, written cooperatively to a non-blocking pipe."""
+    data = ForkingPickler.dumps(obj)
+    size = len(data)
+    header = struct.pack("!i", size) if size <= 0x7FFFFFFF else struct.pack("!i", -1) + struct.pack("!Q", size)
+    view = memoryview(header + bytes(data))
+    while view:
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            wait_write(fd, timeout=max(0.0, deadline - time.monotonic()), timeout_exc=late)
+            continue
+        view = view[written:]
+
+
+def _read_exact(fd: int, size: int, deadline: float, late: Exception) -> bytes:
+    buf = bytearray()
+    while len(buf) < size:
+        try:
+            chunk = os.read(fd, min(size - len(buf), 1 << 20))
+        except BlockingIOError:
+            wait_read(fd, timeout=max(0.0, deadline - time.monotonic()), timeout_exc=late)
+            continue
+        if not chunk:
+            raise EOFError("worker pipe closed")
+        buf += chunk
+    return bytes(buf)
+
+
+def _recv_message(fd: int, deadline: float, late: Exception) -> Any:
+    """``Connection.recv``'s framing, read cooperatively from a non-blocking pipe."""
+    (size,) = struct.unpack("!i", _read_exact(fd, 4, deadline, late))
+    if size == -1:
+        (size,) = struct.unpack("!Q", _read_exact(fd, 8, deadline, late))
+    return pickle.loads(_read_exact(fd, size, deadline, late))
+
+
 class _Worker:
     """One worker: ``python -m providers.process_pool R W`` with two pipes.
 
@@ -104,6 +143,11 @@ class _Worker:
         self.pid = self.process.pid
         self.sender = Connection(to_child_w, readable=False)
         self.receiver = Connection(from_child_r, writable=False)
+        # Our ends never block: a large job or answer (a flow's text, its validated data) goes
+        # through the pipe while other greenlets run (see `_send_message` / `_recv_message`).
+        os.set_blocking(to_child_w, False)
+        os.set_blocking(from_child_r, False)
+        self.warmed: set[Any] = set()     # the pool's warm-up jobs this process has run
 
     def exitcode(self) -> int | None:
         return self.process.poll()
@@ -141,24 +185,54 @@ class WorkerPool:
         self._start_lock = BoundedSemaphore(1)
         self._closed = False
         self._pid = os.getpid()
+        self._warm_jobs: dict[Any, tuple[str, tuple[Any, ...], dict[str, Any]]] = {}
 
     def _take(self, timeout: float) -> _Worker:
+        deadline = time.monotonic() + timeout
+        worker = self._take_raw(timeout)
+        try:
+            self._prepare(worker, deadline)
+        except BaseException:
+            if worker.exitcode() is None and not worker.receiver.closed:
+                self._idle.put(worker)
+            raise
+        return worker
+
+    def _take_raw(self, timeout: float) -> _Worker:
         try:
             return self._idle.get(block=False)
         except Empty:
             pass
-        with self._start_lock:
-            if self._started < self.size:
-                self._started += 1
-                try:
-                    return _Worker(f"{self.name}-worker")
-                except BaseException:
-                    self._started -= 1
-                    raise
+        new = self._start_one()
+        if new is not None:
+            return new
         try:
             return self._idle.get(timeout=timeout)
         except Empty:
             raise ProviderTimeout(f"all {self.size} {self.name} workers busy for {timeout:g}s") from None
+
+    def _start_one(self) -> _Worker | None:
+        with self._start_lock:
+            if self._started >= self.size:
+                return None
+            self._started += 1
+            try:
+                return _Worker(f"{self.name}-worker")
+            except BaseException:
+                self._started -= 1
+                raise
+
+    def _prepare(self, worker: _Worker, deadline: float) -> None:
+        """Run the pool's warm-up jobs this worker has not run yet (a worker started or replaced after
+        a `broadcast` loads the model before its first job, not in the middle of a caller's)."""
+        for key, (target, args, kwargs) in list(self._warm_jobs.items()):
+            if key in worker.warmed:
+                continue
+            try:
+                self._run_on(worker, target, args, kwargs, deadline, keep=True)
+            except ProviderBadResponse:
+                pass            # the job itself failed (logged): the caller's job will say why, not loop on it
+            worker.warmed.add(key)
 
     def _discard(self, worker: _Worker) -> None:
         worker.kill()
@@ -182,11 +256,10 @@ class WorkerPool:
     def _run_on(self, worker: _Worker, target: str, args: tuple[Any, ...], kwargs: dict[str, Any],
                 deadline: float, *, keep: bool = False) -> Any:
         timeout = max(0.0, deadline - time.monotonic())
+        late = ProviderTimeout(f"{self.name} worker did not answer within {timeout:.3g}s")
         try:
-            worker.sender.send((target, args, kwargs))
-            wait_read(worker.receiver.fileno(), timeout=max(0.0, deadline - time.monotonic()),
-                      timeout_exc=ProviderTimeout(f"{self.name} worker did not answer within {timeout:.3g}s"))
-            kind, value = worker.receiver.recv()
+            _send_message(worker.sender.fileno(), (target, args, kwargs), deadline, late)
+            kind, value = _recv_message(worker.receiver.fileno(), deadline, late)
         except ProviderTimeout:
             log.warning("worker.killed", pool=self.name, reason="timeout", pid=worker.pid)
             self._discard(worker)
@@ -209,23 +282,45 @@ class WorkerPool:
         raise ProviderBadResponse(f"{self.name} model failed: {summary}")
 
     def broadcast(self, target: str, *args: Any, timeout: float, **kwargs: Any) -> None:
-        """Run the job once in *every* worker (starting them): used to pre-load models."""
+        """Run the job once in every worker (starting them): used to pre-load models.
+
+        The job becomes one of the pool's warm-up jobs: workers started later run it before their
+        first job. It never holds more than one worker at a time, so concurrent broadcasts (every
+        call's warm-up, before `providers.readiness`) cannot deadlock each other holding a worker
+        each, and callers keep getting the workers that are ready; a broadcast whose job every
+        worker already ran returns at once.
+        """
+        key = (target, args, tuple(sorted(kwargs.items())))
+        self._warm_jobs.setdefault(key, (target, args, kwargs))
         deadline = time.monotonic() + timeout
-        workers: list[_Worker] = []
-        try:
-            for _ in range(self.size):
-                workers.append(self._take(max(0.0, deadline - time.monotonic())))
-        except BaseException:
-            for w in workers:
-                self._idle.put(w)
-            raise
-        jobs = [gevent.spawn(self._run_on, w, target, args, kwargs, deadline) for w in workers]
-        gevent.joinall(jobs, timeout=max(0.0, deadline - time.monotonic()) + 1.0)
-        for job in jobs:
-            if not job.ready():
-                job.kill(block=False)
-                raise ProviderTimeout(f"{self.name} warm-up did not finish within {timeout:g}s")
-            job.get(block=False)  # re-raise the first failure
+        for _ in range(self.size):
+            worker = self._idle_lacking(key) or self._start_one()
+            if worker is None:
+                return          # the others are busy (or warming): they run it before their next job
+            try:
+                self._prepare(worker, deadline)
+            except BaseException:
+                if worker.exitcode() is None and not worker.receiver.closed:
+                    self._idle.put(worker)
+                raise
+            self._idle.put(worker)
+
+    def _idle_lacking(self, key: Any) -> _Worker | None:
+        """An idle worker that has not run warm-up job `key` (the others go back as they were)."""
+        found: _Worker | None = None
+        kept: list[_Worker] = []
+        while True:
+            try:
+                worker = self._idle.get(block=False)
+            except Empty:
+                break
+            if found is None and key not in worker.warmed:
+                found = worker
+            else:
+                kept.append(worker)
+        for worker in kept:
+            self._idle.put(worker)
+        return found
 
     def close(self) -> None:
         self._closed = True

@@ -8,9 +8,10 @@ TTS cache; ``TenantProviders.for_config(config)`` returns the cached set for tha
 (tenant, version), building it on first use, so every call of a tenant shares clients and
 models, and a new version replaces the old set atomically.
 
-``warm_up()`` is called when a call connects, before it is answered: it loads local models
-and opens HTTP sessions of the first provider of each chain (in parallel greenlets, with
-a deadline). A warm-up failure is logged, not raised: the chain falls back at call time.
+``warm_up()`` loads local models and opens HTTP sessions of the first provider of each chain,
+through `providers.readiness` (one shared warm-up per provider, bounded; a failure is one log
+line, the chain falls back at call time); ``warm_call_path()`` starts the TTS and STT ones when
+a call connects and never waits: a caller is never held by a model that is loading.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from providers.base import Provider
 from providers.errors import ProviderConfigError
 from providers.fallback import FallbackEmbeddings, FallbackLLM, FallbackSTT, FallbackTTS
+from providers.readiness import DEFAULT_WARM_SECONDS, ensure_warm
+from providers.readiness import status as readiness_status
 from providers.registry import build, validate_settings
 from providers.tts.cache import TTSCache
 
@@ -145,23 +148,23 @@ class TenantProviders:
                 "llm": list(self.llm.providers), "embeddings": list(self.embeddings.providers)}
 
     def warm_up(self, timeout: float = 30.0, *, all_in_chain: bool = False) -> dict[str, str]:
-        """Warm the primary of each chain (or every provider); returns label → "ok"/error."""
+        """Warm the primary of each chain (or every provider), waiting at most ``timeout``; returns
+        label → "ok", "loading" (still warming in the background) or the error. The warm-ups are
+        the shared ones of `providers.readiness` (one per provider, whoever asks)."""
         targets = [p for chain in self.all_providers().values() for p in (chain if all_in_chain else chain[:1])]
-        jobs = {p.label: gevent.spawn(p.warm_up) for p in targets}
-        gevent.joinall(list(jobs.values()), timeout=timeout)
-        status: dict[str, str] = {}
-        for label, job in jobs.items():
-            if not job.ready():
-                job.kill(block=False)
-                status[label] = "timeout"
-            elif job.successful():
-                status[label] = "ok"
-            else:
-                status[label] = f"{type(job.exception).__name__}: {job.exception}"
+        jobs = [job for job in (ensure_warm(p, max(timeout, DEFAULT_WARM_SECONDS)) for p in targets) if job]
+        gevent.joinall(jobs, timeout=timeout)
+        status = {p.label: readiness_status(p) for p in targets}
         failed = {k: v for k, v in status.items() if v != "ok"}
         if failed:
-            log.warning("providers.warm_up_failed", tenant=self.tenant, failed=failed)
+            log.warning("providers.warm_up_incomplete", tenant=self.tenant, failed=failed)
         return status
+
+    def warm_call_path(self) -> None:
+        """Start loading what a call needs first (the TTS and STT primaries) without waiting for it."""
+        for chain in (self.tts, self.stt):
+            if chain.providers:
+                ensure_warm(chain.providers[0])
 
     def close(self) -> None:
         for chain in (self.stt, self.tts, self.llm, self.embeddings):

@@ -8,8 +8,11 @@ come from.
 Hostile input is refused with a precise `IngestError` before it can hurt:
 - files larger than `max_file_bytes`, PDFs with more than `max_pages`, extracted text longer than
   `max_chars` (`DocumentTooLarge`); a PDF stream that inflates past pypdf's decompression limit
-  (a zip bomb) is `DocumentTooLarge` too;
-- binary data posing as text: NUL bytes or many control characters (`NotText`);
+  (a zip bomb) is `DocumentTooLarge` too, and so is a whole PDF whose pages inflate past
+  `max_pdf_total_bytes` together, or that takes longer than `max_pdf_seconds` to read (a
+  many-page bomb: 200 pages of 15 MB streams took 234 s and ended in a MemoryError), or that runs
+  out of memory;
+- binary data posing as text: a NUL byte anywhere, or many control characters (`NotText`);
 - bytes that are not UTF-8 (or UTF-16 with a BOM): `NotText` naming the offset of the first bad
   byte, unless an explicit `encoding` is given;
 - corrupt or encrypted PDFs, unparsable files (`DocumentUnreadable`); nothing left (`EmptyDocument`).
@@ -20,6 +23,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +50,8 @@ class Limits:
     max_chars: int = 2_000_000
     max_control_ratio: float = 0.01
     max_pdf_stream_bytes: int = 16 * 1024 * 1024   # one inflated PDF stream (zip bombs)
+    max_pdf_total_bytes: int = 64 * 1024 * 1024    # every page's inflated content streams together
+    max_pdf_seconds: float = 60.0                  # reading one whole PDF
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +128,9 @@ def decode_text(data: bytes, path: Path, limits: Limits, encoding: str | None = 
         if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
             encoding = "utf-16"
         else:
-            if b"\x00" in data[:65536]:
-                raise NotText("binary data (NUL bytes) in a text file", path=str(path))
+            if b"\x00" in data:
+                raise NotText(f"binary data (NUL bytes, the first at offset {data.index(0)}) in a text file",
+                              path=str(path))
             encoding = "utf-8-sig"
     try:
         text = data.decode(encoding)
@@ -131,7 +138,11 @@ def decode_text(data: bytes, path: Path, limits: Limits, encoding: str | None = 
         raise NotText(f"unknown encoding {encoding!r}", path=str(path)) from e
     except UnicodeDecodeError as e:
         raise NotText(f"not valid {e.encoding} text (bad byte 0x{data[e.start]:02x} at offset {e.start}); "
-                      "convert it to UTF-8 or give its encoding (--encoding latin-1)", path=str(path)) from e
+                      "convert it to UTF-8 or give its encoding (ivr docs ingest --encoding latin-1)",
+                      path=str(path)) from e
+    if "\x00" in text:      # whatever the encoding: a NUL is never text
+        raise NotText(f"binary data (NUL bytes, the first at character {text.index(chr(0))}) in a text file",
+                      path=str(path))
     if text:
         controls = len(_CONTROL.findall(text[:200_000]))
         if controls / min(len(text), 200_000) > limits.max_control_ratio:
@@ -335,6 +346,8 @@ def _pdf(data: bytes, path: Path, limits: Limits) -> tuple[str, list[Section]]:
                                path=str(path)) from e
     except FileNotDecryptedError as e:
         raise DocumentUnreadable("the PDF is encrypted", path=str(path)) from e
+    except MemoryError as e:
+        raise DocumentTooLarge("the PDF needs more memory than this machine has to read", path=str(path)) from e
     except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as e:
         raise DocumentUnreadable(f"corrupt PDF: {type(e).__name__}: {e}", path=str(path)) from e
 
@@ -349,10 +362,18 @@ def _pdf_pages(reader: Any, path: Path, limits: Limits) -> tuple[str, list[Secti
     title = str(meta.title).strip() if meta is not None and meta.title else ""
     sections: list[Section] = []
     total = 0
+    inflated = 0
+    started = time.monotonic()
     for number, page in enumerate(reader.pages, 1):
+        if time.monotonic() - started > limits.max_pdf_seconds:
+            raise DocumentTooLarge(f"reading the PDF took longer than {limits.max_pdf_seconds:g} s "
+                                   f"(stopped at page {number} of {pages})", path=str(path))
         contents = page.get_contents()
         if contents is not None:
-            contents.get_data()   # inflate here: extract_text() hides pypdf's limit errors
+            inflated += len(contents.get_data())   # inflate here: extract_text() hides pypdf's limit errors
+            if inflated > limits.max_pdf_total_bytes:
+                raise DocumentTooLarge(f"the PDF's pages inflate to more than {limits.max_pdf_total_bytes} bytes "
+                                       f"(by page {number} of {pages}; a PDF bomb?)", path=str(path))
         text = page.extract_text() or ""
         total += len(text)
         if total > limits.max_chars:

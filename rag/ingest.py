@@ -3,7 +3,8 @@
 `Ingester(store, index, embeddings, settings)` works for one tenant (a `TenantStore` is bound to
 one tenant id, and the index is that tenant's):
 
-- `ingest(paths)` takes files and folders (folders: every supported file below, sorted) and
+- `ingest(paths)` takes files and folders (folders: every supported file below, sorted; symbolic
+  links given as arguments, or leaving the folder, are refused: `collect_paths`) and
   returns one `IngestReport` per file: ``added``, ``updated`` (the file changed: its chunks are
   replaced), ``unchanged`` (same bytes, same model, all chunks indexed) or ``failed`` (with the
   one-line reason; the other files still go in). A refused file changes nothing.
@@ -80,15 +81,54 @@ class RepairReport:
     info: IndexInfo | None
 
 
-def collect_paths(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
-    """Files to ingest: given files as they are, folders expanded to their supported files."""
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A file to ingest, or the reason it is refused before it is opened."""
+
+    path: Path
+    refused: str = ""
+
+
+def _walk(folder: Path) -> Iterator[Path]:
+    """Every entry below `folder`, without descending into symlinked folders."""
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        base = Path(root)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files) + sorted(d for d in dirs if (base / d).is_symlink()):
+            yield base / name
+
+
+def collect_paths(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Candidate]:
+    """Files to ingest: the files named, and the supported files inside the folders named.
+
+    Confined to what was asked: a symbolic link given as an argument is refused (name the file
+    itself), and inside a folder a link whose target is outside that folder is refused (a folder
+    holding ``shadow.txt -> /etc/shadow`` must not put /etc/shadow into a tenant's knowledge base).
+    Links that stay inside the folder are read as the files they point to; linked folders are not
+    walked into.
+    """
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
-            yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES
-                              and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        if path.is_symlink():
+            yield Candidate(path, "a symbolic link: give the file or folder itself")
+        elif path.is_dir():
+            root = path.resolve()
+            for entry in _walk(path):
+                if entry.suffix.lower() not in SUFFIXES or any(
+                        part.startswith(".") for part in entry.relative_to(path).parts):
+                    continue
+                if entry.is_symlink():
+                    target = entry.resolve()
+                    if root not in target.parents:
+                        yield Candidate(entry, f"a symbolic link that leaves {path}: refused")
+                        continue
+                    if not target.is_file():
+                        continue
+                elif not entry.is_file():
+                    continue
+                yield Candidate(entry)
         else:
-            yield path
+            yield Candidate(path)
 
 
 def source_name(path: Path) -> str:
@@ -100,7 +140,9 @@ class Ingester:
     """Ingests and removes one tenant's documents."""
 
     def __init__(self, store: TenantStore, index: VectorIndex, embeddings: EmbeddingProvider,
-                 settings: RagSettings | None = None, *, progress: ProgressFactory | None = None) -> None:
+                 settings: RagSettings | None = None, *, progress: ProgressFactory | None = None,
+                 encoding: str | None = None) -> None:
+        self.encoding = encoding           # text files' encoding when it is not UTF-8 (--encoding)
         self.store = store
         self.index = index
         self.embeddings = embeddings
@@ -149,7 +191,7 @@ class Ingester:
     def ingest_file(self, path: Path, *, indexed: set[int] | None = None) -> IngestReport:
         source = source_name(path)
         try:
-            doc = read_document(path, self.settings.limits)
+            doc = read_document(path, self.settings.limits, encoding=self.encoding)
             existing = self._existing(source)
             current_model = model_id(self.embeddings)
             if existing is not None and existing.sha256 == doc.sha256 and existing.embedding_model == current_model:
@@ -189,7 +231,13 @@ class Ingester:
         self.repair()
         indexed = self.index.ids()
         reports: list[IngestReport] = []
-        for path in collect_paths(paths):
+        for candidate in collect_paths(paths):
+            path = candidate.path
+            if candidate.refused:
+                log.warning("rag.ingest_refused", tenant_id=self.store.tenant_id, path=str(path),
+                            reason=candidate.refused)
+                reports.append(IngestReport(str(path), "failed", error=candidate.refused))
+                continue
             if path.suffix.lower() not in SUFFIXES:
                 error = UnsupportedDocument(f"unsupported file type {path.suffix or '(none)'!r}")
                 reports.append(IngestReport(str(path), "failed", error=error.reason))

@@ -64,9 +64,14 @@ def publish_text(store: TenantStore, text: str, *, source: str, author: str,
 def publish(store: TenantStore, file: str | Path, author: str,
             options: Mapping[str, Any] | None = None) -> PublishResult:
     """Validate and publish the flow in `file` for the store's tenant."""
+    import ivr_flows.loader  # lazy: schema sits below ivr_flows in the import order
+
     path = Path(file)
-    return publish_text(store, path.read_text(encoding="utf-8"), source=str(path), author=author,
-                        options=options)
+    try:
+        text = ivr_flows.loader.read_flow_file(path)
+    except ivr_flows.FlowValidationError as e:     # too large, or not UTF-8 (line and column named)
+        raise FlowRejected(f"{path}: the flow is invalid; nothing was published", e.errors) from e
+    return publish_text(store, text, source=str(path), author=author, options=options)
 
 
 def history(store: TenantStore, flow_name: str) -> list[VersionInfo]:

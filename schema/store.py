@@ -8,6 +8,7 @@ every query below filters on that id, so a row of another tenant is simply "not 
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -98,11 +99,26 @@ class TenantStore:
 
     # ---- routes (dialled number -> flow name) ----------------------------------------------------
 
-    def set_route(self, number: str, flow_name: str) -> RouteInfo:
-        """Route `number` to `flow_name` (replacing an existing route of this tenant for that number)."""
+    def set_route(self, number: str, flow_name: str, *, require_published: bool = True) -> RouteInfo:
+        """Route `number` to `flow_name` (replacing an existing route of this tenant for that number).
+
+        The flow must be one of this tenant's, with a published version (`FlowNotFound` otherwise,
+        with a "did you mean"): a route to nothing would send every caller to the fallback.
+        """
         number, flow_name = number.strip(), flow_name.strip()
         if not number or not flow_name:
             raise InvalidValue("number and flow name must not be empty")
+        if require_published:
+            flows = {f.name: f for f in self.flows()}
+            flow = flows.get(flow_name)
+            if flow is None:
+                close = difflib.get_close_matches(flow_name, list(flows), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                known = ", ".join(sorted(flows)) or "none"
+                raise FlowNotFound(f"no flow named {flow_name!r}{hint}; this tenant's flows: {known} "
+                                   "(publish it first: ivr flows publish TENANT FILE)")
+            if flow.published_version_id is None:
+                raise FlowNotFound(f"flow {flow_name!r} has no published version; publish it first")
         with self._session("cannot set route", write=True) as s:
             row = s.scalar(select(Route).where(Route.tenant_id == self.tenant_id, Route.number == number))
             if row is None:

@@ -20,6 +20,7 @@ from schema.database import SessionFactory, unavailable_as_error
 from schema.errors import AlreadyExists, InvalidValue, TenantNotFound
 from schema.models import OVER_LIMIT_ACTIONS, Tenant
 from schema.rows import TenantInfo
+from schema.tenant_paths import check_domain_name
 
 TenantKey = int | str
 
@@ -57,9 +58,7 @@ def add_tenant(session_factory: SessionFactory, domain_name: str, *, domain_uuid
                time_zone: str = "UTC", language: str = "en-US", settings: Mapping[str, Any] | None = None,
                max_concurrent_calls: int | None = None, over_limit_action: str = "reject") -> TenantInfo:
     """Create a tenant (a random domain_uuid unless one is given); `AlreadyExists` on a taken name/uuid."""
-    name = domain_name.strip().lower()
-    if not name:
-        raise InvalidValue("domain_name must not be empty")
+    name = check_domain_name(domain_name)
     _check(time_zone, max_concurrent_calls, over_limit_action)
     row = Tenant(domain_uuid=canonical_uuid(domain_uuid) if domain_uuid else str(uuid.uuid4()),
                  domain_name=name, time_zone=time_zone, language=language, settings=dict(settings or {}),
@@ -102,11 +101,17 @@ def find_tenant(session_factory: SessionFactory, key: TenantKey) -> TenantInfo:
 def update_tenant(session_factory: SessionFactory, key: TenantKey, *, time_zone: str | None = None,
                   language: str | None = None, settings: Mapping[str, Any] | None = None,
                   max_concurrent_calls: int | None = None, over_limit_action: str | None = None,
-                  clear_max_calls: bool = False) -> TenantInfo:
-    """Change a tenant's configuration; `settings` replaces the whole settings mapping."""
+                  clear_max_calls: bool = False, domain_name: str | None = None) -> TenantInfo:
+    """Change a tenant's configuration; `settings` replaces the whole settings mapping; `domain_name`
+    renames it (a valid domain name; its folders are named by uuid, so none moves)."""
     _check(time_zone, max_concurrent_calls, over_limit_action)
+    new_name = check_domain_name(domain_name) if domain_name is not None else None
     with unavailable_as_error("cannot update tenant"), session_factory() as session, session.begin():
         row = _lookup(session, key)
+        if new_name is not None and new_name != row.domain_name:
+            if session.scalar(select(Tenant).where(Tenant.domain_name == new_name)) is not None:
+                raise AlreadyExists(f"a tenant named {new_name!r} already exists")
+            row.domain_name = new_name
         if time_zone is not None:
             row.time_zone = time_zone
         if language is not None:
@@ -121,3 +126,13 @@ def update_tenant(session_factory: SessionFactory, key: TenantKey, *, time_zone:
             row.over_limit_action = over_limit_action
         session.flush()
         return tenant_info(row)
+
+
+def number_owners(session_factory: SessionFactory, number: str) -> list[TenantInfo]:
+    """The tenants that route the dialled `number` (an operator's view across tenants)."""
+    from schema.models import Route
+
+    with unavailable_as_error("cannot look up routes"), session_factory() as session:
+        rows = session.scalars(select(Tenant).join(Route, Route.tenant_id == Tenant.id)
+                               .where(Route.number == number.strip()).order_by(Tenant.domain_name))
+        return [tenant_info(t) for t in rows]

@@ -44,7 +44,7 @@ def _options(func: F) -> F:
 
 @contextmanager
 def _tenant(tenant: str, url: str | None, backend: str | None, index_dir: Path | None,
-            *, embeddings: bool = True) -> Iterator[tuple[TenantStore, Ingester]]:
+            *, embeddings: bool = True, encoding: str | None = None) -> Iterator[tuple[TenantStore, Ingester]]:
     engine = make_engine(url or default_url())
     try:
         settings = RagSettings.from_env()
@@ -55,7 +55,8 @@ def _tenant(tenant: str, url: str | None, backend: str | None, index_dir: Path |
         store = TenantStore.open(make_session_factory(engine), tenant)
         index = open_index(settings, store.tenant_id, engine)
         provider = tenant_embeddings(store) if embeddings else None
-        yield store, Ingester(store, index, provider, settings, progress=_progress)  # type: ignore[arg-type]
+        yield store, Ingester(store, index, provider, settings, progress=_progress,  # type: ignore[arg-type]
+                              encoding=encoding)
     except (RagError, SchemaError, ProviderError) as e:
         raise click.ClickException(str(e)) from e
     finally:
@@ -79,11 +80,15 @@ def docs() -> None:
 @docs.command("ingest")
 @click.argument("tenant")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--encoding", default=None, metavar="NAME",
+              help="Encoding of text files that are not UTF-8 (e.g. latin-1, cp1252); default: UTF-8 "
+                   "(or UTF-16 with a BOM).")
 @_options
-def ingest_command(tenant: str, paths: tuple[Path, ...], url: str | None, backend: str | None,
-                   index_dir: Path | None) -> None:
-    """Add or update documents (.txt .md .html .pdf files, or folders of them)."""
-    with _tenant(tenant, url, backend, index_dir) as (_store, ingester):
+def ingest_command(tenant: str, paths: tuple[Path, ...], encoding: str | None, url: str | None,
+                   backend: str | None, index_dir: Path | None) -> None:
+    """Add or update documents (.txt .md .html .pdf files, or folders of them; symbolic links given
+    here or leaving a folder are refused)."""
+    with _tenant(tenant, url, backend, index_dir, encoding=encoding) as (_store, ingester):
         reports = ingester.ingest(list(paths))
     failed = 0
     for r in reports:

@@ -21,7 +21,7 @@ import click
 from ivr_flows import FlowValidationError, load_flow_file, validate_paths
 from ivr_flows.diagram import to_mermaid, to_svg
 from ivr_flows.errors import YamlSyntaxError
-from ivr_flows.loader import flow_files
+from ivr_flows.loader import flow_files, read_flow_file
 from ivr_flows.schema_export import flow_json_schema_text
 from ivr_flows.yaml_source import parse_yaml
 
@@ -30,8 +30,8 @@ def _flow_names(files: list[Path]) -> set[str]:
     names: set[str] = set()
     for file in files:
         try:
-            data = parse_yaml(file.read_text(encoding="utf-8")).data
-        except (OSError, UnicodeDecodeError, YamlSyntaxError):
+            data = parse_yaml(read_flow_file(file)).data
+        except (FlowValidationError, YamlSyntaxError):
             continue
         if isinstance(data, dict) and isinstance(data.get("flow"), str):
             names.add(data["flow"])
@@ -139,8 +139,10 @@ def _tenant_store(sessions: Any, tenant: str) -> Any:
 
 
 def _loader_options(store: Any) -> dict[str, Any]:
+    from schema.tenant_paths import adopt_legacy_folder
+
     info = store.tenant()
-    return {"prompt_dir": _var_dir() / "prompts" / info.domain_name,
+    return {"prompt_dir": adopt_legacy_folder(_var_dir() / "prompts", info.domain_uuid, info.domain_name),
             "known_flows": {f.name for f in store.flows()}}
 
 

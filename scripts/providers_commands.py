@@ -44,6 +44,10 @@ def _parse_secrets(items: tuple[str, ...]) -> dict[str, str]:
             if var not in os.environ:
                 raise click.BadParameter(f"environment variable {var} is not set", param_hint="--secret")
             value = os.environ[var]
+        else:
+            click.echo(f"warning: --secret {name}=… puts the secret on the command line, where every user of "
+                       f"this machine sees it (ps, /proc) and your shell history keeps it; prefer "
+                       f"--secret {name} (prompted, hidden) or --secret {name}=env:VARIABLE", err=True)
         secrets[name] = value
     return secrets
 

@@ -16,7 +16,7 @@ from schema.reload_bus import publish_reload
 from schema.rows import ProviderInfo, TenantInfo
 from schema.secrets import rotate
 from schema.store import TenantStore
-from schema.tenants import add_tenant, find_tenant, list_tenants, update_tenant
+from schema.tenants import add_tenant, find_tenant, list_tenants, number_owners, update_tenant
 from scripts.db_commands import open_sessions, schema_errors, url_option
 
 
@@ -32,6 +32,31 @@ def _parse_settings(pairs: tuple[str, ...]) -> dict[str, Any]:
         except ValueError:
             settings[key.strip()] = value
     return settings
+
+
+def _url_rules(settings: dict[str, Any], hosts: tuple[str, ...], networks: tuple[str, ...],
+               clear: bool) -> dict[str, Any]:
+    """The tenant's URL allow-list settings with `hosts` and `networks` added (checked)."""
+    import ipaddress
+
+    from ivr_flows.url_policy import HOSTS_SETTING, NETWORKS_SETTING
+
+    current_hosts = [] if clear else list(settings.get(HOSTS_SETTING) or [])
+    current_networks = [] if clear else list(settings.get(NETWORKS_SETTING) or [])
+    for host in hosts:
+        pattern = host.strip().lower()
+        if not pattern or any(c in pattern for c in "/: @"):
+            raise click.BadParameter(f"{host!r} is not a host name or pattern", param_hint="--allow-host")
+        if pattern not in current_hosts:
+            current_hosts.append(pattern)
+    for network in networks:
+        try:
+            text = str(ipaddress.ip_network(network.strip(), strict=False))
+        except ValueError as e:
+            raise click.BadParameter(f"{network!r} is not a network (CIDR)", param_hint="--allow-network") from e
+        if text not in current_networks:
+            current_networks.append(text)
+    return settings | {HOSTS_SETTING: current_hosts, NETWORKS_SETTING: current_networks}
 
 
 def _tenant_dict(t: TenantInfo) -> dict[str, Any]:
@@ -86,15 +111,28 @@ def add_command(url: str | None, domain_name: str, domain_uuid: str | None, time
 @click.option("--over-limit-action", type=click.Choice(["reject", "announce", "transfer"]), default=None)
 @click.option("--setting", "settings", multiple=True, metavar="KEY=VALUE",
               help="Set one setting (repeatable); other settings are kept.")
+@click.option("--domain-name", default=None, help="Rename the tenant (a domain name; its folders are by uuid).")
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="PATTERN",
+              help="A host its webhooks and URL prompts may reach, e.g. crm.example.com or *.example.org "
+                   "(repeatable; added to the list).")
+@click.option("--allow-network", "allow_networks", multiple=True, metavar="CIDR",
+              help="A private/loopback network those hosts may resolve to, e.g. 10.1.2.0/24 (repeatable; "
+                   "refused unless listed here).")
+@click.option("--clear-url-rules", is_flag=True, help="Empty both lists first (every webhook refused).")
 def update_command(url: str | None, tenant: str, time_zone: str | None, language: str | None,
-                   max_calls: int | None, over_limit_action: str | None, settings: tuple[str, ...]) -> None:
+                   max_calls: int | None, over_limit_action: str | None, settings: tuple[str, ...],
+                   domain_name: str | None, allow_hosts: tuple[str, ...], allow_networks: tuple[str, ...],
+                   clear_url_rules: bool) -> None:
     """Change a tenant's configuration."""
     with open_sessions(url) as sessions:
         merged = None
-        if settings:
+        if settings or allow_hosts or allow_networks or clear_url_rules:
             merged = dict(find_tenant(sessions, tenant).settings) | _parse_settings(settings)
+            if allow_hosts or allow_networks or clear_url_rules:
+                merged = _url_rules(merged, allow_hosts, allow_networks, clear_url_rules)
         t = update_tenant(sessions, tenant, time_zone=time_zone, language=language, settings=merged,
-                          max_concurrent_calls=max_calls, over_limit_action=over_limit_action)
+                          max_concurrent_calls=max_calls, over_limit_action=over_limit_action,
+                          domain_name=domain_name)
     click.echo(f"updated tenant {t.domain_name}")
 
 
@@ -159,11 +197,31 @@ def show_command(url: str | None, tenant: str, as_json: bool) -> None:
 @click.argument("tenant")
 @click.argument("number")
 @click.argument("flow_name")
-def route_command(url: str | None, tenant: str, number: str, flow_name: str) -> None:
-    """Route a dialled NUMBER of TENANT to FLOW_NAME."""
-    with open_sessions(url) as sessions:
-        TenantStore.open(sessions, tenant).set_route(number, flow_name)
+@click.option("--shared", is_flag=True,
+              help="Allow a number another tenant routes too (your dialplan sets domain_uuid for it).")
+@click.option("--reload/--no-reload", "do_reload", default=True, show_default=True,
+              help="Tell running controllers to load the new route.")
+def route_command(url: str | None, tenant: str, number: str, flow_name: str, shared: bool, do_reload: bool) -> None:
+    """Route a dialled NUMBER of TENANT to FLOW_NAME (a published flow of TENANT)."""
+    db_url = url or default_url()
+    with open_sessions(db_url) as sessions:
+        store = TenantStore.open(sessions, tenant)
+        info = store.tenant()
+        others = [t.domain_name for t in number_owners(sessions, number) if t.id != info.id]
+        if others and not shared:
+            raise click.ClickException(
+                f"number {number.strip()} is already routed by {', '.join(others)}; a call to it without "
+                "domain variables would be refused as ambiguous, so it is not routed. Pass --shared if "
+                "your dialplan sets domain_uuid for this number.")
+        store.set_route(number, flow_name)
     click.echo(f"{number} -> {flow_name}")
+    if do_reload:
+        with schema_errors():
+            replies = publish_reload(db_url, info.domain_uuid, timeout=10.0)
+        if not replies:
+            click.echo("no running controller to reload (they load it when they start)")
+        for reply in replies:
+            click.echo(f"{reply.controller}: {'reloaded' if reply.ok else 'ERROR: ' + reply.message}")
 
 
 @tenants.command("reload")

@@ -17,7 +17,8 @@ lookup:
 ```
 Retried: connection errors, timeouts, 408, 429 and 5xx. Not retried: other 4xx, redirects (not
 followed), an answer that is not JSON when `save` needs fields, a field `save` names that is
-missing. The host must be in the tenant's allowed URL hosts. Requests go through `requests`
+missing. The host must be in the tenant's allowed URL hosts, and its address public unless an
+operator allowed the network (`ivr_flows.url_policy`; checked on the connected socket). Requests go through `requests`
 (cooperative under gevent's patched sockets: the hub is never blocked beyond a socket wait).
 Outcomes: `ok`, `error`. Bodies and answers are never logged.
 """
@@ -79,6 +80,14 @@ def json_field(document: Any, path: str) -> Any:
         else:
             return _MISSING
     return current
+
+
+def _session_for(ctx: FlowContext) -> requests.Session:
+    """A session that checks every address it connects to against the tenant's URL policy."""
+    from ivr_flows.url_policy import UrlPolicy
+
+    policy = ctx.allowed_url_hosts
+    return policy.session() if isinstance(policy, UrlPolicy) else requests.Session()
 
 
 class WebhookNode(Node):
@@ -181,7 +190,7 @@ class WebhookNode(Node):
             headers.setdefault("Content-Type", "application/json")
         headers.setdefault("Accept", "application/json")
         host = urlsplit(url).hostname
-        session = ctx.http_session or requests.Session()
+        session = ctx.http_session or _session_for(ctx)
         try:
             for attempt in range(self.retries + 1):
                 if attempt:

@@ -84,7 +84,8 @@ def render_prompt(tts: TTSProvider, cache: TTSCache | None, text: str, *, voice:
                 attempts.append(Attempt(provider.label, True, 0.0, detail="cache hit"))
                 return RenderedPrompt(hit, None, provider.label, True, tuple(attempts))
         if skipped:
-            attempts.append(Attempt(provider.label, False, 0.0, "CircuitOpen", "skipped"))
+            error, detail = chain.skip_reason(index) if chain is not None else ("CircuitOpen", "skipped")
+            attempts.append(Attempt(provider.label, False, 0.0, error, detail))
             continue
         started = time.monotonic()
         key = f"{cache.folder if cache else ''}|{TTSCache.key(provider.label, voice_id, text, sample_rate)}"

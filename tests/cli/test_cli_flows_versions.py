@@ -68,3 +68,25 @@ def test_another_tenant_cannot_read_or_roll_back_a_flow(env):
         result = ivr("flows", *args, ok=False)
         assert result.exit_code != 0, args
         assert "Welcome" not in result.output
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (("flow: x\nstart: s\ndescription: caf\xe9\nnodes: {s: {type: hangup}}\n").encode("latin-1"),
+     ":3:17: the file is not UTF-8 text (byte 0xe9)"),
+    (b"flow: x\nstart: s\nnodes:\n  s: !!python/object/apply:os.system ['id']\n",
+     ":4:6: YAML tag '!!python/object/apply:os.system' is not allowed"),
+    (b"flow: x\nstart: s\nvars: {v: " + b"[" * 2000 + b"]" * 2000 + b"}\nnodes: {s: {type: hangup}}\n",
+     "nested deeper than 32 levels"),
+    (b'flow: x\nstart: s\nnodes:\n  s: {type: say, text: "{{ 9**(9**7) }}", next: h}\n  h: {type: hangup}\n',
+     ":4:24: node 's': text: template: 9 ** 4782969 is larger than 4096 bits"),
+])
+def test_publish_gives_file_line_messages_for_hostile_flows(env, content: bytes, message: str):
+    """Finding: a Latin-1 file on `publish` was a raw UnicodeDecodeError; nesting, a python tag and a
+    huge exponent were raw RecursionError / TypeError / ValueError tracebacks."""
+    ivr, tmp = env
+    path = tmp / "hostile.yaml"
+    path.write_bytes(content)
+    result = ivr("flows", "publish", "acme.example", str(path), ok=False)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{path}{message}" in result.output or message in result.output, result.output
+    assert "nothing was published" in result.output

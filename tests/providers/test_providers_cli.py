@@ -63,7 +63,9 @@ def test_set_validates_then_stores_with_secrets_encrypted(db_url: str) -> None:
 ])
 def test_set_rejects_bad_configuration_in_one_line(db_url: str, args: tuple[str, ...], message: str) -> None:
     code, out = run("set", "acme.example", *args, "--url", db_url)
-    assert code == 1 and out.startswith("Error: ") and message in out and "Traceback" not in out
+    lines = [line for line in out.splitlines() if not line.startswith("warning: --secret")]
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("Error: ") and message in out
+    assert "Traceback" not in out
     assert json.loads(run("list", "acme.example", "--url", db_url, "--json")[1]) == []
 
 
@@ -96,3 +98,14 @@ def test_available_lists_every_alias() -> None:
     assert code == 0
     assert "tts:polly  settings:" in out and "secrets: aws_access_key_id, aws_secret_access_key" in out
     assert "embeddings:sentence_transformers" in out
+
+
+def test_a_secret_on_the_command_line_is_warned_about(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out = run("set", "acme.example", "stt", "deepgram", "--secret", "api_key=dg-0123456789abcdef",
+                    "--url", db_url)
+    assert code == 0, out
+    assert "warning: --secret api_key=… puts the secret on the command line" in out and "ps" in out
+    assert "dg-0123456789abcdef" not in out
+    monkeypatch.setenv("DG_KEY", "dg-0123456789abcdef")
+    code, out = run("set", "acme.example", "stt", "deepgram", "--secret", "api_key=env:DG_KEY", "--url", db_url)
+    assert code == 0 and "warning" not in out

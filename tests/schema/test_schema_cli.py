@@ -82,7 +82,11 @@ def test_tenants_add_list_show_update_route(sqlite_url: str) -> None:
     assert row["max_concurrent_calls"] == 5 and row["time_zone"] == "America/Sao_Paulo"
     assert "acme.example" in runner.invoke(tenants, ["list", "--url", sqlite_url]).output
 
-    assert runner.invoke(tenants, ["route", "acme.example", "5000", "main", "--url", sqlite_url]).exit_code == 0
+    refused = runner.invoke(tenants, ["route", "acme.example", "5000", "main", "--url", sqlite_url])
+    assert refused.exit_code == 1 and "no flow named 'main'" in refused.output      # a route to nothing
+    engine = make_engine(sqlite_url)
+    TenantStore.open(make_session_factory(engine), "acme.example").set_route("5000", "main", require_published=False)
+    engine.dispose()
     updated = runner.invoke(tenants, ["update", "33333333-3333-3333-3333-333333333333", "--url", sqlite_url,
                                       "--max-calls", "7", "--setting", "over_limit_prompt=Busy, sorry"])
     assert updated.exit_code == 0, updated.output

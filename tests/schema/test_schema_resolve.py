@@ -29,7 +29,7 @@ def populated(sessions: sessionmaker[Session], secret_key: str) -> dict[str, Ten
     a.add_version("demo", "flow: demo\n# a1\n", author="x")
     a.add_version("demo", "flow: demo\n# a2\n", author="x")
     a.set_route("5000", "demo")
-    a.set_route("5001", "draft")                       # routed, never published
+    a.set_route("5001", "draft", require_published=False)   # routed, never published (a hand-made row)
     a.add_version("draft", "flow: draft\n", author="x", publish=False)
     a.set_route("7000", "demo")
     b.add_version("demo", "flow: demo\n# b\n", author="y")

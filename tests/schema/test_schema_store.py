@@ -86,6 +86,15 @@ def test_flow_version_rows_refuse_orm_updates(sessions: sessionmaker[Session]) -
 
 def test_routes(sessions: sessionmaker[Session]) -> None:
     store = TenantStore(sessions, add_tenant(sessions, "a.example").id)
+    with pytest.raises(FlowNotFound, match="no flow named 'demo'"):
+        store.set_route("5000", "demo")                      # a route to nothing is refused
+    for name in ("demo", "sales", "main"):
+        store.add_version(name, f"flow: {name}\n", author="x")
+    store.add_version("draft", "flow: draft\n", author="x", publish=False)
+    with pytest.raises(FlowNotFound, match="no published version"):
+        store.set_route("5000", "draft")
+    with pytest.raises(FlowNotFound, match="did you mean 'sales'"):
+        store.set_route("5000", "sals")
     store.set_route("5000", "demo")
     store.set_route("5001", "sales")
     store.set_route("5000", "main")
