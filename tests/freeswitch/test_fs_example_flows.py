@@ -53,7 +53,6 @@ def tenant(tmp_path_factory: pytest.TempPathFactory, crm: CrmStub) -> Iterator[t
 
         def hook(ctx: Any, route: Any) -> None:
             ctx.clock = clock
-            ctx.allowed_url_hosts = frozenset({"127.0.0.1"})
             ctx.secrets = {"crm": crm.secret}
 
         controller.controller.context_hook = hook
@@ -63,6 +62,8 @@ def tenant(tmp_path_factory: pytest.TempPathFactory, crm: CrmStub) -> Iterator[t
             ivr("flows", "publish", TENANT, str(folder / "account.yaml"))
             ivr("flows", "publish", TENANT, str(REPO / "examples" / "flows" / "main.yaml"))
             ivr("tenants", "route", TENANT, MAIN, "acme-main")
+            # The CRM stub is on loopback: allowed explicitly, as an operator would for an internal CRM.
+            ivr("tenants", "update", TENANT, "--allow-host", "127.0.0.1", "--allow-network", "127.0.0.0/8")
             ivr("tenants", "reload", TENANT)
             yield controller, clock
         finally:
