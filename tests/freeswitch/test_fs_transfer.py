@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import gevent
 import pytest
 
 from tests.support.controllers import REPO, TENANT_NAME, InProcessController, product_dialplan
@@ -94,3 +95,68 @@ def test_the_tenants_transfer_context_overrides_the_calls(fs: FreeSwitch, tmp_pa
     finally:
         controller.stop()
     assert record.outcome == "transferred"
+
+
+BRIDGES = """
+flow: bridges
+start: person
+nodes:
+  person:
+    type: transfer
+    bridge: "loopback/{{ vars.who }}/{{ vars.ctx }}"
+    ring_timeout: 5s
+    hangup_after_bridge: false
+    next: {bridged: after, no_answer: after, busy: after, failed: after}
+  after: {type: hangup, say: "Thank you."}
+"""
+
+
+def bridges_flow(who: str, context: str) -> str:
+    return BRIDGES.replace("start: person", f"start: person\nvars: {{who: '{who}', ctx: {context}}}")
+
+
+@pytest.mark.parametrize("layout", ["plain", "fusionpbx"])
+def test_a_bridge_to_a_person_holds_and_returns_to_the_flow_when_they_hang_up(fs: FreeSwitch, tmp_path: Path,
+                                                                               layout: str) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    ctx = "default" if layout == "plain" else TENANT_NAME
+    (flows / "bridges.yaml").write_text(bridges_flow("1001", ctx))
+    controller = InProcessController(tmp_path, flows, default_flow="bridges")
+    try:
+        if layout == "plain":
+            fs.install_dialplan("ivr", product_dialplan([controller.target]))
+            caller = fs.call("5000")
+        else:
+            xml = product_dialplan([controller.target], layout="fusionpbx").replace(
+                "</context>", TENANT_PEOPLE + "</context>")
+            fs.install_dialplan("tenant-a", xml, layout="tenants")
+            caller = fs.call("5000", context=TENANT_NAME)
+        person = caller.wait_bridged_to("1001", timeout=15)
+        assert ("set", "socket_resume=false") in caller.executed()      # a controller crash keeps the bridge
+        gevent.sleep(1.0)
+        assert not caller.hung_up()
+        fs.esl.api(f"uuid_kill {person.uuid}")                       # the person hangs up
+        caller.wait_hangup(timeout=15)                               # the flow went on: "Thank you", hangup
+        (record,) = controller.wait_records(1)
+    finally:
+        controller.stop()
+    assert [(s["node"], s["outcome"]) for s in record.path] == [("person", "bridged"), ("after", "hangup")]
+    assert record.outcome == "hangup"
+
+
+def test_a_bridge_nobody_answers_takes_its_outcome_instead_of_dead_air(fs: FreeSwitch, tmp_path: Path) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "bridges.yaml").write_text(bridges_flow("4999", "default"))
+    controller = InProcessController(tmp_path, flows, default_flow="bridges")
+    try:
+        fs.install_dialplan("ivr", product_dialplan([controller.target]))
+        caller = fs.call("5000")
+        caller.wait_hangup(timeout=30)
+        (record,) = controller.wait_records(1)
+    finally:
+        controller.stop()
+    (person, after) = record.path
+    assert person["node"] == "person" and person["outcome"] in ("failed", "no_answer")
+    assert after["node"] == "after"
