@@ -108,6 +108,8 @@ _GROUPS = [
     ("scripts.tenants_commands", "tenants"),
     ("scripts.providers_commands", "providers"),
     ("scripts.docs_commands", "docs"),
+    ("scripts.ask_commands", "ask"),
+    ("scripts.ask_commands", "chat"),
 ]
 for _module, _name in _GROUPS:
     try:

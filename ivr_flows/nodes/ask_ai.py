@@ -59,6 +59,7 @@ from __future__ import annotations
 import re
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -79,6 +80,7 @@ from rag.secretary import WebhookTool as EngineWebhookTool
 
 if TYPE_CHECKING:
     from ivr_flows.context import FlowContext
+    from ivr_flows.flow import Flow
 
 _TOOL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _TARGET = re.compile(r"^[0-9A-Za-z*#+_.@-]{1,64}$")
@@ -396,3 +398,15 @@ class AskAiNode(Node):
         ctx.call.transfer(number, context=context)
         return "transfer"
 
+
+def secretary_settings_of(flow: Flow, node_id: str | None = None, *, channel: str = "phone") -> SecretarySettings:
+    """The secretary settings of a flow's `ask_ai` node (the first one when `node_id` is None), for
+    another channel that must answer as the tenant's calls do; `LookupError` when there is none."""
+    nodes = [(name, node) for name, node in flow.nodes.items() if isinstance(node, AskAiNode)]
+    if node_id is not None:
+        nodes = [(name, node) for name, node in nodes if name == node_id]
+    if not nodes:
+        where = f"node {node_id!r}" if node_id else "an ask_ai node"
+        raise LookupError(f"flow {flow.name!r} has no {where} of type ask_ai")
+    settings = nodes[0][1].secretary_settings()
+    return replace(settings, channel=channel)
