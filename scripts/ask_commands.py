@@ -31,24 +31,13 @@ def secretary_settings(store: Any, flow_ref: str | None, *, channel: str, instru
                        min_score: float | None = None, top_k: int | None = None) -> SecretarySettings:
     """Settings from a published flow's ask_ai node (``FLOW[:NODE]``), else the node's defaults;
     explicit values override either."""
+    settings = SecretarySettings()
     if flow_ref:
-        from ivr_flows import load_flow_text
-        from ivr_flows.nodes.ask_ai import secretary_settings_of
+        from ivr_flows.nodes.ask_ai import secretary_settings_of_text
 
         name, _, node = flow_ref.partition(":")
-        version = store.published_version(name)
-        settings = secretary_settings_of(load_flow_text(version.yaml_text, f"{name}.yaml"), node or None,
-                                         channel=channel)
-    else:
-        settings = SecretarySettings(channel=channel)
-    overrides: dict[str, Any] = {}
-    if instructions is not None:
-        overrides["instructions"] = instructions
-    if min_score is not None:
-        overrides["min_score"] = min_score
-    if top_k is not None:
-        overrides["top_k"] = top_k
-    return replace(settings, **overrides)
+        settings = secretary_settings_of_text(store.published_version(name).yaml_text, f"{name}.yaml", node or None)
+    return settings.overridden(instructions=instructions, min_score=min_score, top_k=top_k, channel=channel)
 
 
 @contextmanager

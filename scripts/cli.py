@@ -110,6 +110,8 @@ _GROUPS = [
     ("scripts.docs_commands", "docs"),
     ("scripts.ask_commands", "ask"),
     ("scripts.ask_commands", "chat"),
+    ("scripts.web_commands", "web"),
+    ("scripts.whatsapp_commands", "whatsapp"),
 ]
 for _module, _name in _GROUPS:
     try:

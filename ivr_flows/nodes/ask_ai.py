@@ -59,7 +59,6 @@ from __future__ import annotations
 import re
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -408,5 +407,12 @@ def secretary_settings_of(flow: Flow, node_id: str | None = None, *, channel: st
     if not nodes:
         where = f"node {node_id!r}" if node_id else "an ask_ai node"
         raise LookupError(f"flow {flow.name!r} has no {where} of type ask_ai")
-    settings = nodes[0][1].secretary_settings()
-    return replace(settings, channel=channel)
+    return nodes[0][1].secretary_settings().overridden(channel=channel)
+
+
+def secretary_settings_of_text(yaml_text: str, source: str, node_id: str | None = None, *,
+                               channel: str = "phone") -> SecretarySettings:
+    """`secretary_settings_of` for a flow's YAML text (a published version)."""
+    from ivr_flows.loader import load_flow_text
+
+    return secretary_settings_of(load_flow_text(yaml_text, source), node_id, channel=channel)

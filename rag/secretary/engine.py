@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -54,6 +54,13 @@ class SecretarySettings:
     @property
     def has_tools(self) -> bool:
         return bool(self.transfer_targets or self.allow_end_call or self.webhooks)
+
+    def overridden(self, *, instructions: str | None = None, min_score: float | None = None,
+                   top_k: int | None = None, channel: str | None = None) -> SecretarySettings:
+        """These settings with the values that are given replaced."""
+        changes: dict[str, Any] = {k: v for k, v in (("instructions", instructions), ("min_score", min_score),
+                                                     ("top_k", top_k), ("channel", channel)) if v is not None}
+        return replace(self, **changes)
 
 
 @dataclass(slots=True)

@@ -1,0 +1,73 @@
+"""Wiring the channel's parts for a process: the web service (`web_runtime`) or a worker (`worker_runtime`).
+
+Both open the database (``IVR_DATABASE_URL``) and the queue (``IVR_WHATSAPP_QUEUE``) from the
+same `ChannelSettings`, so every process of a deployment agrees on where things are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+
+from schema.database import default_url, make_engine, make_session_factory
+from whatsapp.processing import MessageProcessor
+from whatsapp.queue import MessageQueue, run_consumer
+from whatsapp.rate_limits import RateLimits
+from whatsapp.recovery import Sweeper
+from whatsapp.secretaries import SecretaryBook
+from whatsapp.settings import ChannelSettings
+from whatsapp.store import WhatsAppStore
+
+
+@dataclass
+class Runtime:
+    settings: ChannelSettings
+    engine: Engine
+    store: WhatsAppStore
+    queue: MessageQueue
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def open_runtime(database_url: str | None = None, settings: ChannelSettings | None = None) -> Runtime:
+    settings = settings or ChannelSettings.from_env()
+    engine = make_engine(database_url or default_url(), sqlite_busy_timeout=5.0)
+    store = WhatsAppStore(make_session_factory(engine))
+    return Runtime(settings, engine, store, MessageQueue(settings.queue_url))
+
+
+def web_app(runtime: Runtime, *, allow_unsigned: bool = False) -> Any:
+    from whatsapp.web import create_app
+
+    s = runtime.settings
+    limits = RateLimits(storage=s.limits_storage, sender=s.sender_rate, tenant=s.tenant_rate)
+    return create_app(store=runtime.store, engine=runtime.engine, enqueue=runtime.queue.enqueue, settings=s,
+                      limits=limits, allow_unsigned=allow_unsigned)
+
+
+@dataclass
+class Worker:
+    runtime: Runtime
+    processor: MessageProcessor
+    sweeper: Sweeper
+    consumer: Any
+
+    def run(self) -> None:
+        """Until SIGINT/SIGTERM (huey's consumer handles them: running tasks finish first)."""
+        self.sweeper.start()
+        try:
+            self.consumer.run()
+        finally:
+            self.sweeper.stop()
+
+
+def worker(runtime: Runtime, *, workers: int = 8) -> Worker:
+    s = runtime.settings
+    processor = MessageProcessor(runtime.store, s, SecretaryBook(runtime.engine), enqueue=runtime.queue.enqueue)
+    runtime.queue.serve(processor.process)
+    sweeper = Sweeper(runtime.store, runtime.queue.enqueue, every=s.sweep_every, requeue_after=s.requeue_after)
+    return Worker(runtime, processor, sweeper, run_consumer(runtime.queue, workers=workers))
