@@ -294,6 +294,7 @@ class MessageProcessor:
 
     def _send_reply(self, part: OutboundInfo, message: MessageInfo, route: AccountRoute) -> bool:
         """Send one part; True when the account's template went instead (outside the window)."""
+        closed = (part.state == "failed" and part.error_code == "63016") or self.clock() - message.received_at > WINDOW
         if part.state == "sending":
             # A try died while this part was on its way: did Twilio take it?
             sid = self.sender.find_sent(route, message.contact, part.body, part.updated_at)
@@ -306,7 +307,7 @@ class MessageProcessor:
         template = route.account.settings.template_content_sid
         callback = self.settings.status_callback(message.correlation_id)
         try:
-            if self.clock() - message.received_at > WINDOW:
+            if closed:
                 raise OutsideWindow()
             sent = self.sender.send(route, message.contact, body=part.body, status_callback=callback)
             used_template = False

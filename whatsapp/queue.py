@@ -40,9 +40,9 @@ def open_huey(url: str, *, name: str = "ivr-whatsapp") -> Huey:
 
 
 class MessageQueue:
-    def __init__(self, url: str, *, huey: Huey | None = None) -> None:
+    def __init__(self, url: str, *, name: str = "ivr-whatsapp", huey: Huey | None = None) -> None:
         self.url = url
-        self.huey = huey or open_huey(url)
+        self.huey = huey or open_huey(url, name=name)
         self._handler: Handler | None = None
         self._task = self.huey.task(name=TASK_NAME)(self._run)
 

@@ -37,7 +37,7 @@ def open_runtime(database_url: str | None = None, settings: ChannelSettings | No
     settings = settings or ChannelSettings.from_env()
     engine = make_engine(database_url or default_url(), sqlite_busy_timeout=5.0)
     store = WhatsAppStore(make_session_factory(engine))
-    return Runtime(settings, engine, store, MessageQueue(settings.queue_url))
+    return Runtime(settings, engine, store, MessageQueue(settings.queue_url, name=settings.queue_name))
 
 
 def web_app(runtime: Runtime, *, allow_unsigned: bool = False) -> Any:
@@ -63,6 +63,16 @@ class Worker:
             self.consumer.run()
         finally:
             self.sweeper.stop()
+
+    def start(self) -> None:
+        """Embedded in another process (tests, the benchmark): no signal handlers, returns at once."""
+        self.consumer._set_signal_handlers = lambda: None   # the host process owns its signals
+        self.consumer.start()
+        self.sweeper.start()
+
+    def stop(self) -> None:
+        self.sweeper.stop()
+        self.consumer.stop(graceful=True)
 
 
 def worker(runtime: Runtime, *, workers: int = 8) -> Worker:

@@ -5,7 +5,7 @@
 - ``IVR_WHATSAPP_TRUSTED_PROXIES``: addresses or networks whose ``X-Forwarded-Proto/Host`` are
   believed when no public URL is set (from anyone else they are ignored);
 - ``IVR_WHATSAPP_QUEUE``: huey's storage, ``sqlite:///var/whatsapp-queue.db`` (embedded, the
-  default) or ``redis://HOST:PORT/DB`` (several machines);
+  default) or ``redis://HOST:PORT/DB`` (several machines); ``IVR_WHATSAPP_QUEUE_NAME`` its name;
 - ``IVR_WHATSAPP_LIMITS``: where rate-limit counters live, ``memory://`` (default) or ``redis://…``;
 - ``IVR_WHATSAPP_SENDER_RATE`` / ``IVR_WHATSAPP_TENANT_RATE``: ``20/minute`` / ``600/minute``;
 - ``IVR_WHATSAPP_MAX_ATTEMPTS`` (6): tries of a message before the dead-letter queue;
@@ -48,6 +48,7 @@ class ChannelSettings:
     public_base_url: str | None = None
     trusted_proxies: tuple[Network, ...] = ()
     queue_url: str = "sqlite:///var/whatsapp-queue.db"
+    queue_name: str = "ivr-whatsapp"     # huey's name: several deployments may share one Redis
     limits_storage: str = "memory://"
     sender_rate: str = "20/minute"
     tenant_rate: str = "600/minute"
@@ -88,6 +89,7 @@ class ChannelSettings:
             public_base_url=(e.get("IVR_WHATSAPP_PUBLIC_URL") or "").strip().rstrip("/") or None,
             trusted_proxies=_networks(e.get("IVR_WHATSAPP_TRUSTED_PROXIES", "")),
             queue_url=e.get("IVR_WHATSAPP_QUEUE") or cls.queue_url,
+            queue_name=e.get("IVR_WHATSAPP_QUEUE_NAME") or cls.queue_name,
             limits_storage=e.get("IVR_WHATSAPP_LIMITS") or cls.limits_storage,
             sender_rate=e.get("IVR_WHATSAPP_SENDER_RATE") or cls.sender_rate,
             tenant_rate=e.get("IVR_WHATSAPP_TENANT_RATE") or cls.tenant_rate,

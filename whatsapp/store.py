@@ -544,6 +544,24 @@ class WhatsAppStore:
              .execution_options(synchronize_session=False))
             return bool(done.rowcount)  # type: ignore[attr-defined]
 
+    def window_closed(self, account_ids: Sequence[int], twilio_sid: str) -> tuple[int, str] | None:
+        """Twilio reported a reply undeliverable outside the 24-hour window (63016): the part is
+        failed and its message queued again, to send the account's template or give up with that
+        reason. ``(message_id, correlation_id)``, or None for a SID that is not ours."""
+        with self._session("cannot reopen WhatsApp message", write=True) as s:
+            part = s.scalar(select(WhatsAppOutbound).join(
+                WhatsAppMessage, (WhatsAppMessage.id == WhatsAppOutbound.message_id)
+                & (WhatsAppMessage.tenant_id == WhatsAppOutbound.tenant_id)).where(
+                WhatsAppOutbound.twilio_sid == twilio_sid, WhatsAppMessage.account_id.in_(list(account_ids))))
+            if part is None:
+                return None
+            part.state, part.error_code, part.updated_at = "failed", "63016", utcnow()
+            message = s.scalar(select(WhatsAppMessage).where(WhatsAppMessage.id == part.message_id))
+            if message is None or message.state != "done":
+                return None
+            message.state, message.attempts, message.outcome, message.updated_at = "queued", 0, "", utcnow()
+            return message.id, message.correlation_id
+
     # ---- dead letters ------------------------------------------------------------------------------
 
     @staticmethod

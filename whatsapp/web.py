@@ -175,6 +175,10 @@ def create_app(*, store: WhatsAppStore, engine: Engine, enqueue: Callable[[int, 
             updated = store.delivery_status([r.account.id for r in routes], form.get("MessageSid", ""), state,
                                             form.get("ErrorCode", ""))
             metrics.STATUS_CALLBACKS.labels(state or "unknown").inc()
+            if state in ("failed", "undelivered") and form.get("ErrorCode") == "63016":
+                reopened = store.window_closed([r.account.id for r in routes], form.get("MessageSid", ""))
+                if reopened is not None:
+                    enqueue(*reopened)
             log.info("whatsapp.delivery_status", status=state, error_code=form.get("ErrorCode", ""), known=updated)
             return _empty(200)
 
