@@ -99,8 +99,18 @@ class Channel:
 
     # ---- the web service ---------------------------------------------------------------------------
 
-    def serve(self, **options: Any) -> str:
-        self.server = serve(web_app(self.runtime, **options), "127.0.0.1", 0)
+    def serve(self, *, public: bool = False, **options: Any) -> str:
+        """The web service on a free loopback port; with `public`, that URL is also the configured
+        public URL (where Twilio's status callbacks go)."""
+        port = 0
+        if public:
+            import socket
+
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+            self.runtime.settings = replace(self.runtime.settings, public_base_url=f"http://127.0.0.1:{port}")
+        self.server = serve(web_app(self.runtime, **options), "127.0.0.1", port)
         return self.base_url
 
     @property
