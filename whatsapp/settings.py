@@ -78,6 +78,7 @@ class ChannelSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ChannelSettings:
         e = dict(os.environ if env is None else env)
+        d = cls()   # the defaults (a slots dataclass has no class-level values)
 
         def number(name: str, default: float) -> float:
             try:
@@ -88,20 +89,20 @@ class ChannelSettings:
         return cls(
             public_base_url=(e.get("IVR_WHATSAPP_PUBLIC_URL") or "").strip().rstrip("/") or None,
             trusted_proxies=_networks(e.get("IVR_WHATSAPP_TRUSTED_PROXIES", "")),
-            queue_url=e.get("IVR_WHATSAPP_QUEUE") or cls.queue_url,
-            queue_name=e.get("IVR_WHATSAPP_QUEUE_NAME") or cls.queue_name,
-            limits_storage=e.get("IVR_WHATSAPP_LIMITS") or cls.limits_storage,
-            sender_rate=e.get("IVR_WHATSAPP_SENDER_RATE") or cls.sender_rate,
-            tenant_rate=e.get("IVR_WHATSAPP_TENANT_RATE") or cls.tenant_rate,
-            max_attempts=int(number("IVR_WHATSAPP_MAX_ATTEMPTS", cls.max_attempts)),
-            backoff_base=number("IVR_WHATSAPP_BACKOFF", cls.backoff_base),
-            backoff_max=number("IVR_WHATSAPP_BACKOFF_MAX", cls.backoff_max),
-            lease_seconds=number("IVR_WHATSAPP_LEASE", cls.lease_seconds),
+            queue_url=e.get("IVR_WHATSAPP_QUEUE") or d.queue_url,
+            queue_name=e.get("IVR_WHATSAPP_QUEUE_NAME") or d.queue_name,
+            limits_storage=e.get("IVR_WHATSAPP_LIMITS") or d.limits_storage,
+            sender_rate=e.get("IVR_WHATSAPP_SENDER_RATE") or d.sender_rate,
+            tenant_rate=e.get("IVR_WHATSAPP_TENANT_RATE") or d.tenant_rate,
+            max_attempts=int(number("IVR_WHATSAPP_MAX_ATTEMPTS", d.max_attempts)),
+            backoff_base=number("IVR_WHATSAPP_BACKOFF", d.backoff_base),
+            backoff_max=number("IVR_WHATSAPP_BACKOFF_MAX", d.backoff_max),
+            lease_seconds=number("IVR_WHATSAPP_LEASE", d.lease_seconds),
             twilio_api_base=(e.get("IVR_TWILIO_API_BASE") or TWILIO_API).rstrip("/"),
             media_hosts=tuple(h.strip().lower() for h in (e.get("IVR_TWILIO_MEDIA_HOSTS") or "*.twiliocdn.com")
                               .split(",") if h.strip()),
-            sweep_every=number("IVR_WHATSAPP_SWEEP", cls.sweep_every),
-            requeue_after=number("IVR_WHATSAPP_REQUEUE_AFTER", cls.requeue_after),
+            sweep_every=number("IVR_WHATSAPP_SWEEP", d.sweep_every),
+            requeue_after=number("IVR_WHATSAPP_REQUEUE_AFTER", d.requeue_after),
         )
 
     @property
