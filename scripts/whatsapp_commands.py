@@ -173,8 +173,12 @@ def remove_command(tenant: str, account_id: int, url: str | None) -> None:
 @_url_option
 def worker_command(workers: int, metrics_port: int, url: str | None) -> None:
     """Answer queued messages (huey consumer; SIGINT/SIGTERM finish the running ones first)."""
+    import logging
+
     from whatsapp.runtime import worker
 
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("huey").setLevel(logging.WARNING)   # a line per task otherwise
     with _runtime(url) as runtime:
         if metrics_port:
             from prometheus_client import start_http_server

@@ -48,3 +48,7 @@ class MediaRefused(Permanent):
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason, error_class="MediaRefused")
+
+
+class MediaUnusable(MediaRefused):
+    """Media that is Twilio's but that we cannot use (too large, not decodable): the contact is told."""

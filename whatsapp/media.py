@@ -17,7 +17,7 @@ from urllib.parse import urljoin, urlsplit
 import gevent
 import requests
 
-from whatsapp.errors import MediaRefused, Retryable
+from whatsapp.errors import MediaRefused, MediaUnusable, Retryable
 from whatsapp.settings import ChannelSettings
 from whatsapp.store import AccountRoute
 
@@ -84,13 +84,13 @@ def _download(session: requests.Session, url: str, route: AccountRoute, settings
                 raise MediaRefused(f"the media host answered {response.status_code}")
             declared = int(response.headers.get("Content-Length") or 0)
             if declared > settings.max_media_bytes:
-                raise MediaRefused("the media is larger than 16 MB")
+                raise MediaUnusable("the media is larger than 16 MB")
             chunks: list[bytes] = []
             size = 0
             for chunk in response.iter_content(64 * 1024):
                 size += len(chunk)
                 if size > settings.max_media_bytes:
-                    raise MediaRefused("the media is larger than 16 MB")
+                    raise MediaUnusable("the media is larger than 16 MB")
                 chunks.append(chunk)
             content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
             return Media(b"".join(chunks), content_type)

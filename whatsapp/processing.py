@@ -37,7 +37,7 @@ from providers.errors import ProviderError
 from providers.llm.base import ChatMessage
 from schema.models import utcnow
 from whatsapp import metrics
-from whatsapp.errors import OutsideWindow, Permanent, Retryable, WhatsAppError
+from whatsapp.errors import MediaUnusable, OutsideWindow, Permanent, Retryable, WhatsAppError
 from whatsapp.handoff import HandoffEvent, post_handoff, transcript_of
 from whatsapp.logs import bound
 from whatsapp.media import fetch_media
@@ -191,8 +191,12 @@ class MessageProcessor:
         s = route.account.settings
         audio = [m for m in message.media if is_audio(m.content_type)]
         if audio:
-            media = fetch_media(audio[0].url, route, self.settings, self.session)
-            clip = decode_voice_note(media.data, max_seconds=self.settings.max_voice_seconds)
+            try:
+                media = fetch_media(audio[0].url, route, self.settings, self.session)
+                clip = decode_voice_note(media.data, max_seconds=self.settings.max_voice_seconds)
+            except MediaUnusable as e:
+                log.info("whatsapp.voice_note_unusable", reason=e.reason)
+                return Heard("", "voice", s.unreadable_voice_reply, "voice_unreadable")
             providers = self.book.for_account(route).providers
             started = time.monotonic()
             transcript = providers.stt.transcribe(clip, timeout=60.0)

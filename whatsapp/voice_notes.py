@@ -4,7 +4,7 @@ STT chain takes.
 PyAV's wheels ship FFmpeg with these codecs, so nothing is installed beside it. Decoding runs in
 the model thread pool (FFmpeg releases the GIL while it decodes), with a deadline, and stops after
 `max_seconds` of audio (a long note is transcribed from its start). Anything PyAV cannot open or
-decode is `MediaRefused` — the contact is asked to write instead.
+decode is `MediaUnusable` — the contact is asked to write instead.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 from providers.audio import AudioClip
 from providers.errors import ProviderTimeout
 from providers.offload import run_in_thread
-from whatsapp.errors import MediaRefused
+from whatsapp.errors import MediaUnusable
 
 AUDIO_TYPES = frozenset({"audio/ogg", "audio/opus", "audio/mpeg", "audio/mp3", "audio/mp4", "audio/aac",
                          "audio/amr", "audio/x-m4a", "audio/m4a", "audio/wav", "audio/x-wav", "audio/webm"})
@@ -34,7 +34,7 @@ def _decode(data: bytes, max_seconds: float) -> AudioClip:
     try:
         with av.open(io.BytesIO(data), mode="r") as container:
             if not container.streams.audio:
-                raise MediaRefused("the voice note has no audio stream")
+                raise MediaUnusable("the voice note has no audio stream")
             stream = container.streams.audio[0]
             resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
             pieces: list[np.ndarray] = []
@@ -50,10 +50,10 @@ def _decode(data: bytes, max_seconds: float) -> AudioClip:
                 for out in resampler.resample(None):
                     pieces.append(out.to_ndarray().reshape(-1))
     except av.error.FFmpegError as e:
-        raise MediaRefused(f"the voice note could not be decoded ({type(e).__name__})") from e
+        raise MediaUnusable(f"the voice note could not be decoded ({type(e).__name__})") from e
     pcm = np.concatenate(pieces)[:limit].astype("<i2") if pieces else np.zeros(0, dtype="<i2")
     if pcm.size == 0:
-        raise MediaRefused("the voice note is empty")
+        raise MediaUnusable("the voice note is empty")
     return AudioClip(pcm.tobytes(), RATE)
 
 
@@ -62,4 +62,4 @@ def decode_voice_note(data: bytes, *, max_seconds: float = 300.0, timeout: float
     try:
         return run_in_thread(_decode, data, max_seconds, timeout=timeout, provider="pyav")
     except ProviderTimeout as e:
-        raise MediaRefused("the voice note took too long to decode") from e
+        raise MediaUnusable("the voice note took too long to decode") from e

@@ -59,7 +59,8 @@ def test_the_last_retry_goes_to_the_dead_letter_queue_and_a_replay_sends_it(
     listed = CliRunner().invoke(cli, ["whatsapp", "dlq", "list", "dental.example", "--url", channel.url])
     assert listed.exit_code == 0, listed.output
     assert "TwilioServerError" in listed.output and f"message {message.id}" in listed.output
-    replay = CliRunner().invoke(cli, ["whatsapp", "dlq", "replay", "dental.example", str(dead.id), "--url", channel.url])
+    replay = CliRunner().invoke(cli, ["whatsapp", "dlq", "replay", "dental.example", str(dead.id),
+                                      "--url", channel.url])
     assert replay.exit_code == 0, replay.output
     wait_for(lambda: twilio.sent_to(SENDER), timeout=60)
     done = _message(channel, tenant.tenant_id, "done")

@@ -154,3 +154,23 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float = 30.0, every: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"not true within {timeout} s: {predicate}")
         time.sleep(every)
+
+
+def ogg_opus(text: str) -> bytes:
+    """`text` spoken by piper (the caller voice of the RAG tests: no random variation), encoded with
+    PyAV as WhatsApp sends voice notes: Opus in an OGG container, 48 kHz mono."""
+    import io
+
+    import av
+    from rag_harness import caller_voice
+
+    clip = caller_voice().synthesize(text).resample(48000)
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="ogg") as out:
+        stream = out.add_stream("libopus", rate=48000, layout="mono")
+        stream.bit_rate = 24000
+        frame = av.AudioFrame.from_ndarray(clip.samples().reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = 48000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    return buffer.getvalue()
