@@ -44,7 +44,7 @@ def _tenant_id(runtime: Any, tenant: str) -> int:
     from schema.database import make_session_factory
     from schema.tenants import find_tenant
 
-    return find_tenant(make_session_factory(runtime.engine), tenant).id
+    return find_tenant(make_session_factory(runtime.engine), int(tenant) if tenant.isdigit() else tenant).id
 
 
 def _url_option(func: Any) -> Any:
