@@ -76,5 +76,5 @@ def run_consumer(queue: MessageQueue, *, workers: int, **options: Any) -> Any:
     consumer = queue.huey.create_consumer(workers=workers, worker_type="greenlet", periodic=False,
                                           initial_delay=0.02, backoff=1.3, max_delay=0.25,
                                           scheduler_interval=options.pop("scheduler_interval", 1),
-                                          check_worker_health=True, **options)
+                                          check_worker_health=True, graceful_signal="TERM", **options)
     return consumer
