@@ -74,6 +74,10 @@ def test_a_worker_killed_while_the_model_answers_loses_no_message(
         assert len(twilio.sent_to(SENDER)) == 1
         [message] = channel.store.messages(tenant.tenant_id)
         assert message.attempts == 2 and len(llm.calls("/v1/chat/completions")) == 2
+        # The workers' logs follow the message by its correlation id, never by number or words.
+        logs = (tmp_path / "first.log").read_text() + (tmp_path / "second.log").read_text()
+        assert message.correlation_id in logs and "whatsapp.message_done" in logs
+        assert "5557654321" not in logs and "open on Saturday" not in logs and "9 am to 1 pm" not in logs
     finally:
         llm.close()
 

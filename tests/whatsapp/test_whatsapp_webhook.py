@@ -138,7 +138,11 @@ def test_a_flooding_sender_is_refused_politely_once_per_window(channel: Channel)
 
 
 def test_errors_never_leak_exception_text(channel: Channel) -> None:
+    import socket
+
     channel.serve()
+    # Accepted connections inherit TCP_NODELAY: no ~40 ms Nagle stall per kept-alive response.
+    assert channel.server.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
     response = requests.post(f"{channel.base_url}/twilio/whatsapp", data=b"x" * (70 * 1024),
                              headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=10)
     assert response.status_code == 413 and response.content == b""

@@ -9,6 +9,9 @@ auth, 201 with a Message resource), ``GET …/Messages.json`` (a page of them, n
 ``Fault(429)``, ``Fault(500)``, ``Fault(400, code=63016)``, ``Fault(delay=…)`` (an answer after
 the client gave up — the message *is* accepted, as at Twilio).
 
+For a stub in another process (the benchmark), ``GET /_stub/sent`` lists what was sent and
+``POST /_stub/media?account=…&type=…`` adds a media resource (its MediaUrl is the answer).
+
 It also plays Twilio's side of webhooks: `signed_form` signs a POST with an account's auth token
 through the SDK's `RequestValidator`, and `status_callback` posts a signed delivery status.
 """
@@ -120,8 +123,13 @@ class TwilioStub:
                 return user == sid and password == expected
 
             def do_POST(self) -> None:
-                parts = urllib.parse.urlsplit(self.path).path.strip("/").split("/")
+                parsed = urllib.parse.urlsplit(self.path)
+                parts = parsed.path.strip("/").split("/")
                 length = int(self.headers.get("Content-Length") or 0)
+                if parsed.path == "/_stub/media":
+                    query = urllib.parse.parse_qs(parsed.query)
+                    url = stub.add_media(query["account"][0], self.rfile.read(length), query["type"][0])
+                    return self._reply(200, {"url": url})
                 form = urllib.parse.parse_qs(self.rfile.read(length).decode()) if length else {}
                 if len(parts) != 4 or parts[:2] != ["2010-04-01", "Accounts"] or parts[3] != "Messages.json":
                     return self._reply(404, twilio_error(404, 20404, "not found"))
@@ -143,6 +151,11 @@ class TwilioStub:
             def do_GET(self) -> None:
                 parsed = urllib.parse.urlsplit(self.path)
                 parts = parsed.path.strip("/").split("/")
+                if parsed.path == "/_stub/sent":
+                    with stub.lock:
+                        sent = [{"to": r.to, "body": r.body, "content_sid": r.content_sid, "created": r.created}
+                                for r in stub.sent]
+                    return self._reply(200, sent)
                 if len(parts) < 4 or parts[:2] != ["2010-04-01", "Accounts"]:
                     return self._reply(404, twilio_error(404, 20404, "not found"))
                 sid = parts[2]
