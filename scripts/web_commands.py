@@ -9,6 +9,7 @@ from loopback.
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import signal
 
@@ -45,6 +46,9 @@ def web(host: str, port: int, database_url: str | None, allow_unsigned: bool) ->
     except ConfigError as e:
         raise click.ClickException(str(e)) from e
     server = serve(app, host, port)
+    # What is loaded now lives as long as the process: out of the collector's way (as `ivr serve`).
+    gc.collect()
+    gc.freeze()
     queue_kind = runtime.settings.queue_url.split(":", 1)[0]    # never the URL: it may hold a password
     click.echo(f"ivr web: listening on http://{host}:{server.server_port} (queue: {queue_kind}); "
                "Ctrl-C or SIGTERM to stop", err=True)

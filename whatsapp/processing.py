@@ -222,7 +222,7 @@ class MessageProcessor:
         said = HistoryEntry("user", heard.text or "[media]", at, message.id, heard.kind)
         turn: Turn
         if conversation.state == "handoff":
-            forward = ()
+            forward: tuple[OutboundPlan, ...] = ()
             if s.handoff_url:
                 event = HandoffEvent("message", account.domain_name, conversation.id, message.contact, "with a person",
                                      (said,))

@@ -35,7 +35,10 @@ def open_huey(url: str, *, name: str = "ivr-whatsapp") -> Huey:
     if url.startswith("sqlite:///"):
         path = Path(url[len("sqlite:///"):])
         path.parent.mkdir(parents=True, exist_ok=True)
-        return SqliteHuey(name, filename=str(path), results=False, timeout=5)
+        # fsync=False (synchronous=OFF): the queue file is not the record of a message — the database
+        # row written before the webhook answers is, and the recovery sweep queues again what a
+        # crash lost — so the acknowledgement waits for one fsync, not two.
+        return SqliteHuey(name, filename=str(path), results=False, timeout=5, fsync=False)
     raise ConfigError(f"IVR_WHATSAPP_QUEUE must be sqlite:///PATH or redis://HOST:PORT/DB, not {url.split(':')[0]}:…")
 
 

@@ -56,7 +56,8 @@ class TwilioHttp(HttpClient):
                 auth: tuple[str, str] | None = None, timeout: float | None = None,
                 allow_redirects: bool = False) -> Response:
         try:
-            response = self.session.request(method.upper(), self.rebase(uri), params=params, data=data,
+            response = self.session.request(method.upper(), self.rebase(uri), params=params,  # type: ignore[arg-type]
+                                            data=data,
                                             headers=headers, auth=auth, timeout=timeout or self.timeout,
                                             allow_redirects=False)
         except requests.Timeout as e:

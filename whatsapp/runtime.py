@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from schema.database import default_url, make_engine, make_session_factory
 from whatsapp.processing import MessageProcessor
@@ -33,9 +33,30 @@ class Runtime:
         self.engine.dispose()
 
 
+def channel_engine(database_url: str | None = None) -> Engine:
+    """The database engine of the channel's processes. On SQLite its connections commit with
+    ``synchronous=NORMAL`` (WAL): a commit survives a crash of the process, and is not fsynced
+    until a checkpoint, so a power cut may lose the last moments. A full fsync per commit held the
+    web process's hub ~2 ms for every webhook and capped it near 100 requests/s on this project's
+    2-core machine (`benchmarks/whatsapp`). PostgreSQL (cooperative under gevent, server-side group
+    commit) keeps full durability: the production choice."""
+    engine = make_engine(database_url or default_url(), sqlite_busy_timeout=5.0)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_normal_sync)
+    return engine
+
+
+def _sqlite_normal_sync(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
 def open_runtime(database_url: str | None = None, settings: ChannelSettings | None = None) -> Runtime:
     settings = settings or ChannelSettings.from_env()
-    engine = make_engine(database_url or default_url(), sqlite_busy_timeout=5.0)
+    engine = channel_engine(database_url)
     store = WhatsAppStore(make_session_factory(engine))
     return Runtime(settings, engine, store, MessageQueue(settings.queue_url, name=settings.queue_name))
 

@@ -11,7 +11,6 @@ closed: the caller answers 403 with no detail.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
 
 from twilio.request_validator import RequestValidator, get_signature_algorithm
 
@@ -31,15 +30,13 @@ def trusted(peer: str | None, settings: ChannelSettings) -> bool:
 
 
 def signed_url(*, scheme: str, host: str, path: str, query: str, peer: str | None,
-               headers: Mapping[str, str], settings: ChannelSettings) -> str:
+               forwarded_proto: str | None, forwarded_host: str | None, settings: ChannelSettings) -> str:
     """The URL Twilio computed its signature over (see the module docstring)."""
     suffix = path + (f"?{query}" if query else "")
     if settings.public_base_url:
         return settings.public_base_url + suffix
     if trusted(peer, settings):
-        proto = _first(headers.get("X-Forwarded-Proto")) or scheme
-        forwarded_host = _first(headers.get("X-Forwarded-Host")) or host
-        return f"{proto}://{forwarded_host}{suffix}"
+        return f"{_first(forwarded_proto) or scheme}://{_first(forwarded_host) or host}{suffix}"
     return f"{scheme}://{host}{suffix}"
 
 

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, or_, select, update
+from sqlalchemy import and_, delete, exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -39,6 +39,8 @@ from schema.secrets import Secret, decrypt_secrets, encrypt_secrets, load_keys
 from whatsapp.account_settings import AccountSettings
 
 UNFINISHED = ("queued", "processing", "retrying")
+_MESSAGES = WhatsAppMessage.__table__
+_INSERT_MESSAGE = insert(_MESSAGES).returning(_MESSAGES.c.id)     # Core, compiled once
 
 
 class WhatsAppNotFound(NotFound):
@@ -159,6 +161,9 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
 class WhatsAppStore:
     def __init__(self, session_factory: SessionFactory) -> None:
         self._sessions = session_factory
+        probe = session_factory()
+        self._engine = probe.get_bind()       # the webhook's insert goes through a bare connection
+        probe.close()
 
     @contextmanager
     def _session(self, what: str, *, write: bool = False) -> Iterator[Session]:
@@ -272,16 +277,19 @@ class WhatsAppStore:
 
     def store_inbound(self, account: AccountInfo, *, message_sid: str, contact: str, body: str,
                       media: Sequence[MediaRef], correlation_id: str, idempotency_token: str = "") -> tuple[int, bool]:
-        """Store a message once: ``(id, True)``, or the id of the copy already stored and False."""
-        row = WhatsAppMessage(tenant_id=account.tenant_id, account_id=account.id, message_sid=message_sid,
-                              idempotency_token=idempotency_token[:128], contact=contact, body=body,
-                              media=[{"url": m.url, "content_type": m.content_type} for m in media],
-                              correlation_id=correlation_id, state="queued")
+        """Store a message once: ``(id, True)``, or the id of the copy already stored and False.
+
+        A Core INSERT, not the ORM: this is the webhook's hot path (the ORM's unit of work cost ~1 ms a
+        message, measured in `benchmarks/whatsapp`)."""
+        now = utcnow()
+        values = {"tenant_id": account.tenant_id, "account_id": account.id, "message_sid": message_sid,
+                  "idempotency_token": idempotency_token[:128], "contact": contact, "body": body,
+                  "media": [{"url": m.url, "content_type": m.content_type} for m in media],
+                  "correlation_id": correlation_id, "state": "queued", "attempts": 0, "outcome": "",
+                  "error_class": "", "received_at": now, "updated_at": now}
         try:
-            with self._session("cannot store WhatsApp message", write=True) as s:
-                s.add(row)
-                s.flush()
-                return row.id, True
+            with unavailable_as_error("cannot store WhatsApp message"), self._engine.begin() as conn:
+                return int(conn.execute(_INSERT_MESSAGE, values).scalar_one()), True
         except IntegrityError:
             with self._session("cannot read WhatsApp message") as s:
                 existing = s.scalar(select(WhatsAppMessage.id).where(WhatsAppMessage.account_id == account.id,

@@ -109,7 +109,8 @@ def create_app(*, store: WhatsAppStore, engine: Engine, enqueue: Callable[[int, 
             return True
         url = signed_url(scheme=request.scheme, host=request.host, path=request.path,
                          query=request.query_string.decode("latin-1"), peer=request.remote_addr,
-                         headers=request.headers, settings=settings)
+                         forwarded_proto=request.headers.get("X-Forwarded-Proto"),
+                         forwarded_host=request.headers.get("X-Forwarded-Host"), settings=settings)
         return valid(route.auth_token.reveal(), url, request.form, request.headers.get("X-Twilio-Signature"),
                      request.headers.get("X-Twilio-Webhooks-Signature-Settings"))
 

@@ -90,7 +90,7 @@ class Bench:
         self.procs.append(proc)
         return proc
 
-    def setup(self) -> None:
+    def setup(self, *, worker: bool = True) -> None:
         from rag.ingest import Ingester
         from rag.services import tenant_embeddings
         from rag.settings import RagSettings, open_index
@@ -125,8 +125,8 @@ class Bench:
         self.env["IVR_TWILIO_API_BASE"] = self.stub_url
         self.web_port = free_port()
         self.web = self.start("web", "-m", "scripts.cli", "--log-format", "json", "web", "--port", str(self.web_port))
-        self.worker = self.start("worker", "-m", "scripts.cli", "--log-format", "json", "whatsapp", "worker",
-                                 "--workers", str(self.args.workers))
+        if worker:
+            self.start_worker()
         self.url = f"http://127.0.0.1:{self.web_port}/twilio/whatsapp"
         deadline = time.monotonic() + 60
         while True:
@@ -138,6 +138,10 @@ class Bench:
             if time.monotonic() > deadline:
                 raise RuntimeError("the web service did not start")
             time.sleep(0.2)
+
+    def start_worker(self) -> None:
+        self.worker = self.start("worker", "-m", "scripts.cli", "--log-format", "json", "whatsapp", "worker",
+                                 "--workers", str(self.args.workers))
 
     def close(self) -> None:
         for proc in self.procs:
