@@ -19,6 +19,11 @@ class AccountNotFound(WhatsAppError):
     pass
 
 
+class LeaseLost(WhatsAppError):
+    """This worker's lease on a message lapsed (a stalled process) and another worker took it over:
+    stop without side effects; the new holder finishes the message."""
+
+
 class Retryable(WhatsAppError):
     """A transient failure (Twilio 429 or 5xx, a timeout, a provider down): retried with backoff."""
 

@@ -37,7 +37,7 @@ from providers.errors import ProviderError
 from providers.llm.base import ChatMessage
 from schema.models import utcnow
 from whatsapp import metrics
-from whatsapp.errors import MediaUnusable, OutsideWindow, Permanent, Retryable, WhatsAppError
+from whatsapp.errors import LeaseLost, MediaUnusable, OutsideWindow, Permanent, Retryable, WhatsAppError
 from whatsapp.handoff import HandoffEvent, post_handoff, transcript_of
 from whatsapp.logs import bound
 from whatsapp.media import fetch_media
@@ -97,7 +97,7 @@ class MessageProcessor:
     def process(self, message_id: int, correlation_id: str) -> float | None:
         """Handle one message; returns a delay when the task must run again then (see module docstring)."""
         with bound(correlation_id=correlation_id):
-            claim = self.store.claim(message_id, lease=self.settings.lease_seconds, now=self.clock())
+            claim, attempt = self.store.claim(message_id, lease=self.settings.lease_seconds, now=self.clock())
             if claim == "waiting":
                 return 1.0            # an earlier message of this contact first
             if claim != "claimed":
@@ -106,28 +106,31 @@ class MessageProcessor:
             try:
                 route = self.store.route_by_id(message.tenant_id, message.account_id)
             except WhatsAppNotFound:
-                self.store.finish(message_id, outcome="account_removed")
+                self.store.finish_orphan(message_id, outcome="account_removed")
                 return None
             with bound(tenant=route.account.domain_name, message_id=message_id):
-                return self._run(message, route)
+                return self._run(message, route, attempt)
 
-    def _run(self, message: MessageInfo, route: AccountRoute) -> float | None:
-        heartbeat = gevent.spawn(self._heartbeat, message.id)
+    def _run(self, message: MessageInfo, route: AccountRoute, attempt: int) -> float | None:
+        heartbeat = gevent.spawn(self._heartbeat, message.id, attempt)
         try:
-            outcome = self._handle(message, route)
+            outcome = self._handle(message, route, attempt)
+        except LeaseLost:
+            log.warning("whatsapp.lease_lost", attempt=attempt)    # another worker has it now
+            return None
         except Retryable as e:
-            return self._retry_or_bury(message, e.error_class, e.reason, e.retry_after)
+            return self._retry_or_bury(message, attempt, e.error_class, e.reason, e.retry_after)
         except Permanent as e:
-            self._bury(message, e.error_class, e.reason)
+            self._bury(message, attempt, e.error_class, e.reason)
             return None
         except ProviderError as e:
-            return self._retry_or_bury(message, type(e).__name__, "a provider failed")
+            return self._retry_or_bury(message, attempt, type(e).__name__, "a provider failed")
         except Exception as e:
             log.error("whatsapp.message_failed", error=type(e).__name__, exc_info=True)
-            return self._retry_or_bury(message, type(e).__name__, "unexpected error")
+            return self._retry_or_bury(message, attempt, type(e).__name__, "unexpected error")
         finally:
             heartbeat.kill(block=False)
-        self.store.finish(message.id, outcome=outcome)
+        self.store.finish(message.id, attempt, outcome=outcome)
         seconds = (self.clock() - message.received_at).total_seconds()
         metrics.PROCESS_SECONDS.labels(outcome).observe(max(0.0, seconds),
                                                         exemplar={"correlation_id": message.correlation_id})
@@ -136,28 +139,30 @@ class MessageProcessor:
         self._next_of_contact(message)
         return None
 
-    def _heartbeat(self, message_id: int) -> None:
+    def _heartbeat(self, message_id: int, attempt: int) -> None:
         while True:
             gevent.sleep(max(0.5, self.settings.lease_seconds / 3))
             try:
-                self.store.heartbeat(message_id, lease=self.settings.lease_seconds)
-            except Exception as e:    # the database is away: the lease may lapse, the claim protects
+                if not self.store.heartbeat(message_id, attempt, lease=self.settings.lease_seconds):
+                    log.warning("whatsapp.lease_lost", attempt=attempt)   # the next write stops this try
+                    return
+            except Exception as e:    # the database is away: the lease may lapse; the fencing protects
                 log.warning("whatsapp.heartbeat_failed", error=type(e).__name__)
 
-    def _retry_or_bury(self, message: MessageInfo, error_class: str, reason: str,
+    def _retry_or_bury(self, message: MessageInfo, attempt: int, error_class: str, reason: str,
                        retry_after: float | None = None) -> float | None:
-        if message.attempts >= self.settings.max_attempts:
-            self._bury(message, error_class, f"{reason} (after {message.attempts} tries)")
+        if attempt >= self.settings.max_attempts:
+            self._bury(message, attempt, error_class, f"{reason} (after {attempt} tries)")
             return None
-        delay = backoff(message.attempts, base=self.settings.backoff_base, maximum=self.settings.backoff_max,
+        delay = backoff(attempt, base=self.settings.backoff_base, maximum=self.settings.backoff_max,
                         retry_after=retry_after)
-        self.store.retry_later(message.id, delay=delay, error_class=error_class)
+        self.store.retry_later(message.id, attempt, delay=delay, error_class=error_class)
         metrics.RETRIES.labels(error_class).inc()
-        log.warning("whatsapp.message_retry", error_class=error_class, attempts=message.attempts, delay=delay)
+        log.warning("whatsapp.message_retry", error_class=error_class, attempts=attempt, delay=delay)
         return delay
 
-    def _bury(self, message: MessageInfo, error_class: str, reason: str) -> None:
-        self.store.bury(message, error_class=error_class, reason=reason)
+    def _bury(self, message: MessageInfo, attempt: int, error_class: str, reason: str) -> None:
+        self.store.bury(message, attempt, error_class=error_class, reason=reason)
         metrics.DEAD.labels(error_class).inc()
         log.error("whatsapp.message_dead", error_class=error_class, reason=reason, attempts=message.attempts)
         self._next_of_contact(message)
@@ -171,20 +176,20 @@ class MessageProcessor:
 
     # ---- one message -------------------------------------------------------------------------------
 
-    def _handle(self, message: MessageInfo, route: AccountRoute) -> str:
+    def _handle(self, message: MessageInfo, route: AccountRoute, attempt: int) -> str:
         if not self.store.has_plan(message):
-            self._plan(message, route)
+            self._plan(message, route, attempt)
         message = self.store.message(message.id, message.tenant_id)
         template_sent = False
         for part in self.store.outbound(message):
             if part.state == "sent":
                 continue
             if part.kind == "handoff":
-                self._send_handoff(part, message, route)
+                self._send_handoff(part, message, route, attempt)
             elif template_sent:
                 self.store.send_failed(part, error_code="63016")   # the template stood in for the reply
             else:
-                template_sent = self._send_reply(part, message, route)
+                template_sent = self._send_reply(part, message, route, attempt)
         return "template_sent" if template_sent else message.outcome or "done"
 
     def _read(self, message: MessageInfo, route: AccountRoute) -> Heard:
@@ -212,7 +217,7 @@ class MessageProcessor:
             return Heard("", "text", s.media_reply, "media_refused")
         return Heard(body, "text")
 
-    def _plan(self, message: MessageInfo, route: AccountRoute) -> None:
+    def _plan(self, message: MessageInfo, route: AccountRoute, attempt: int) -> None:
         account = route.account
         s = account.settings
         now = self.clock()
@@ -239,7 +244,8 @@ class MessageProcessor:
             else:
                 turn = self._answer(route, conversation.id, conversation.history, message.contact, said, at, is_open)
         self.store.record_turn(message, conversation.id, entries=turn.entries, outbound=turn.outbound,
-                               outcome=turn.outcome, handoff=turn.handoff, close=turn.close, now=now)
+                               outcome=turn.outcome, handoff=turn.handoff, close=turn.close, now=now,
+                               attempt=attempt, lease=self.settings.lease_seconds)
 
     def _answer(self, route: AccountRoute, conversation_id: int, history: tuple[HistoryEntry, ...], contact: str,
                 said: HistoryEntry, at: str, is_open: bool) -> Turn:
@@ -278,12 +284,13 @@ class MessageProcessor:
 
     # ---- sending -----------------------------------------------------------------------------------
 
-    def _send_handoff(self, part: OutboundInfo, message: MessageInfo, route: AccountRoute) -> None:
+    def _send_handoff(self, part: OutboundInfo, message: MessageInfo, route: AccountRoute, attempt: int) -> None:
         url = route.account.settings.handoff_url
         if not url:
             self.store.send_failed(part, error_code="no_url")
             return
-        self.store.begin_send(part)
+        if not self.store.begin_send(part, attempt, lease=self.settings.lease_seconds):
+            self.store.hold(message.id, attempt, lease=self.settings.lease_seconds)   # resent: at least once
         secret = route.handoff_secret.reveal() if route.handoff_secret is not None else None
         try:
             status = post_handoff(url, part.body, secret=secret, correlation_id=message.correlation_id,
@@ -296,18 +303,20 @@ class MessageProcessor:
         self.store.sent(part, twilio_sid=None, delivery_status=str(status))
         metrics.OUTBOUND.labels("handoff", "sent").inc()
 
-    def _send_reply(self, part: OutboundInfo, message: MessageInfo, route: AccountRoute) -> bool:
+    def _send_reply(self, part: OutboundInfo, message: MessageInfo, route: AccountRoute, attempt: int) -> bool:
         """Send one part; True when the account's template went instead (outside the window)."""
         closed = (part.state == "failed" and part.error_code == "63016") or self.clock() - message.received_at > WINDOW
+        lease = self.settings.lease_seconds
         if part.state == "sending":
             # A try died while this part was on its way: did Twilio take it?
+            self.store.hold(message.id, attempt, lease=lease)
             sid = self.sender.find_sent(route, message.contact, part.body, part.updated_at)
             if sid is not None:
                 self.store.sent(part, twilio_sid=sid)
                 log.info("whatsapp.reply_found_sent", part=part.ordinal)
                 return False
-        else:
-            self.store.begin_send(part)
+        elif not self.store.begin_send(part, attempt, lease=lease):
+            raise LeaseLost(f"part {part.id} is already on its way")
         template = route.account.settings.template_content_sid
         callback = self.settings.status_callback(message.correlation_id)
         try:

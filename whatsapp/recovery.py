@@ -4,7 +4,8 @@ Every message is in the database before it is queued; `Sweeper` looks, every ``s
 seconds, for messages that nobody is working on although they should be (`WhatsAppStore.stale`:
 queued long ago, due for a retry long ago, or held under an expired lease) and queues them again.
 A message queued twice is handled once (`WhatsAppStore.claim`), and its parts already sent are
-not sent again.
+not sent again; a message waiting in a long backlog is queued again at most once per
+``requeue_after`` (it is touched when queued again).
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ class Sweeper:
         self._greenlet: gevent.Greenlet | None = None
 
     def sweep(self) -> int:
-        count = 0
-        for message_id, correlation_id in self.store.stale(requeue_after=self.requeue_after):
+        stale = self.store.stale(requeue_after=self.requeue_after)
+        for message_id, correlation_id in stale:
             self.enqueue(message_id, correlation_id)
-            count += 1
+        # A long backlog looks stale too: queue each message again at most once per `requeue_after`.
+        self.store.touch([message_id for message_id, _ in stale])
+        count = len(stale)
         if count:
             metrics.REQUEUED.inc(count)
             log.warning("whatsapp.requeued", count=count)

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, insert, or_, select, update
+from sqlalchemy import Engine, Table, and_, delete, exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -37,9 +37,10 @@ from schema.models import (
 )
 from schema.secrets import Secret, decrypt_secrets, encrypt_secrets, load_keys
 from whatsapp.account_settings import AccountSettings
+from whatsapp.errors import LeaseLost
 
 UNFINISHED = ("queued", "processing", "retrying")
-_MESSAGES = WhatsAppMessage.__table__
+_MESSAGES: Table = WhatsAppMessage.__table__  # type: ignore[assignment]
 _INSERT_MESSAGE = insert(_MESSAGES).returning(_MESSAGES.c.id)     # Core, compiled once
 
 
@@ -162,8 +163,9 @@ class WhatsAppStore:
     def __init__(self, session_factory: SessionFactory) -> None:
         self._sessions = session_factory
         probe = session_factory()
-        self._engine = probe.get_bind()       # the webhook's insert goes through a bare connection
+        bind = probe.get_bind()               # the webhook's insert goes through a bare connection
         probe.close()
+        self._engine: Engine = bind if isinstance(bind, Engine) else bind.engine
 
     @contextmanager
     def _session(self, what: str, *, write: bool = False) -> Iterator[Session]:
@@ -308,66 +310,84 @@ class WhatsAppStore:
                 raise WhatsAppNotFound(f"no WhatsApp message {message_id}")
             return self._message_info(row)
 
-    def claim(self, message_id: int, *, lease: float, now: dt.datetime | None = None) -> str:
-        """Take the message for processing under a lease. Returns ``"claimed"``, ``"finished"`` (done or
-        dead: nothing to do), ``"busy"`` (another worker holds it) or ``"waiting"`` (an earlier message of
-        the same contact is not finished: messages of one conversation are answered in order)."""
+    def claim(self, message_id: int, *, lease: float, now: dt.datetime | None = None) -> tuple[str, int]:
+        """Take the message for processing under a lease: ``("claimed", attempt)``. The attempt number
+        is this worker's fencing token: every later write checks it (`LeaseLost` when another worker
+        took the message over after this one's lease lapsed). Otherwise ``("finished", 0)`` (done or
+        dead: nothing to do), ``("busy", 0)`` (another worker holds it) or ``("waiting", 0)`` (an
+        earlier message of the same contact is not finished: a conversation is answered in order)."""
         now = now or utcnow()
         m = WhatsAppMessage
         earlier = aliased(WhatsAppMessage)
         with self._session("cannot claim WhatsApp message", write=True) as s:
-            done = s.execute(
+            attempt = s.execute(
                 update(m).where(
                     m.id == message_id,
                     or_(m.state.in_(("queued", "retrying")), and_(m.state == "processing", m.lease_until < now)),
                     ~exists().where(earlier.tenant_id == m.tenant_id, earlier.account_id == m.account_id,
                                     earlier.contact == m.contact, earlier.id < m.id, earlier.state.in_(UNFINISHED)),
                 ).values(state="processing", lease_until=now + dt.timedelta(seconds=lease),
-                         attempts=m.attempts + 1, updated_at=now).execution_options(synchronize_session=False))
-            if done.rowcount:  # type: ignore[attr-defined]
-                return "claimed"
+                         attempts=m.attempts + 1, updated_at=now).returning(m.attempts)
+                .execution_options(synchronize_session=False)).scalar()
+            if attempt is not None:
+                return "claimed", int(attempt)
             row = s.scalar(select(m).where(m.id == message_id))
             if row is None or row.state in ("done", "dead"):
-                return "finished"
+                return "finished", 0
             if row.state == "processing":
-                return "busy"
-            return "waiting"
+                return "busy", 0
+            return "waiting", 0
 
-    def heartbeat(self, message_id: int, *, lease: float) -> bool:
+    @staticmethod
+    def _held(message_id: int, attempt: int) -> Any:
+        m = WhatsAppMessage
+        return and_(m.id == message_id, m.state == "processing", m.attempts == attempt)
+
+    def _own(self, s: Session, message_id: int, attempt: int, lease: float) -> None:
+        """Inside a write transaction: still this worker's (else `LeaseLost`), lease extended."""
         now = utcnow()
-        with self._session("cannot extend WhatsApp lease", write=True) as s:
-            done = s.execute(update(WhatsAppMessage).where(WhatsAppMessage.id == message_id,
-                                                           WhatsAppMessage.state == "processing")
-                             .values(lease_until=now + dt.timedelta(seconds=lease)))
-            return bool(done.rowcount)  # type: ignore[attr-defined]
+        done = s.execute(update(WhatsAppMessage).where(self._held(message_id, attempt))
+                         .values(lease_until=now + dt.timedelta(seconds=lease), updated_at=now))
+        if not done.rowcount:  # type: ignore[attr-defined]
+            raise LeaseLost(f"message {message_id} was taken over (attempt {attempt} is not the current one)")
 
-    def retry_later(self, message_id: int, *, delay: float, error_class: str) -> None:
+    def hold(self, message_id: int, attempt: int, *, lease: float) -> None:
+        """Make sure the message is still this worker's, for a fresh lease (before a side effect)."""
+        with self._session("cannot extend WhatsApp lease", write=True) as s:
+            self._own(s, message_id, attempt, lease)
+
+    def heartbeat(self, message_id: int, attempt: int, *, lease: float) -> bool:
+        try:
+            self.hold(message_id, attempt, lease=lease)
+        except LeaseLost:
+            return False
+        return True
+
+    def retry_later(self, message_id: int, attempt: int, *, delay: float, error_class: str) -> None:
         now = utcnow()
         with self._session("cannot schedule WhatsApp retry", write=True) as s:
-            s.execute(update(WhatsAppMessage).where(WhatsAppMessage.id == message_id).values(
+            s.execute(update(WhatsAppMessage).where(self._held(message_id, attempt)).values(
                 state="retrying", lease_until=None, next_attempt_at=now + dt.timedelta(seconds=delay),
                 error_class=error_class[:64], updated_at=now))
 
-    def release_claim(self, message_id: int) -> None:
-        """Give the message back without counting the try (it had to wait its turn)."""
-        with self._session("cannot release WhatsApp message", write=True) as s:
-            s.execute(update(WhatsAppMessage).where(WhatsAppMessage.id == message_id,
-                                                    WhatsAppMessage.state == "processing")
-                      .values(state="queued", lease_until=None, attempts=WhatsAppMessage.attempts - 1,
-                              updated_at=utcnow()))
+    def finish(self, message_id: int, attempt: int, *, outcome: str) -> None:
+        with self._session("cannot finish WhatsApp message", write=True) as s:
+            s.execute(update(WhatsAppMessage).where(self._held(message_id, attempt)).values(
+                state="done", outcome=outcome[:32], lease_until=None, next_attempt_at=None, updated_at=utcnow()))
 
-    def finish(self, message_id: int, *, outcome: str) -> None:
+    def finish_orphan(self, message_id: int, *, outcome: str) -> None:
+        """A message whose account is gone: done, whoever holds it."""
         with self._session("cannot finish WhatsApp message", write=True) as s:
             s.execute(update(WhatsAppMessage).where(WhatsAppMessage.id == message_id).values(
                 state="done", outcome=outcome[:32], lease_until=None, next_attempt_at=None, updated_at=utcnow()))
 
-    def bury(self, message: MessageInfo, *, error_class: str, reason: str) -> None:
+    def bury(self, message: MessageInfo, attempt: int, *, error_class: str, reason: str) -> None:
         """The last try failed: the message is dead and a dead letter says why (no content)."""
         with self._session("cannot dead-letter WhatsApp message", write=True) as s:
             row = s.scalar(select(WhatsAppMessage).where(WhatsAppMessage.id == message.id,
                                                          WhatsAppMessage.tenant_id == message.tenant_id))
-            if row is None:
-                return
+            if row is None or row.state != "processing" or row.attempts != attempt:
+                return                    # another worker holds it now: its call
             row.state, row.error_class, row.lease_until, row.updated_at = "dead", error_class[:64], None, utcnow()
             row.outcome = "dead"
             s.execute(delete(WhatsAppDeadLetter).where(WhatsAppDeadLetter.message_id == row.id))
@@ -396,6 +416,18 @@ class WhatsAppStore:
                 m.tenant_id == message.tenant_id, m.account_id == message.account_id, m.contact == message.contact,
                 m.id > message.id, m.state.in_(("queued", "retrying"))).order_by(m.id).limit(1)).first()
             return (int(row[0]), str(row[1])) if row is not None else None
+
+    def touch(self, message_ids: Sequence[int]) -> None:
+        """Note that these messages were queued again now (the sweep does not queue them again at once)."""
+        if not message_ids:
+            return
+        now = utcnow()
+        ids = list(message_ids)
+        with self._session("cannot touch WhatsApp messages", write=True) as s:
+            s.execute(update(WhatsAppMessage).where(WhatsAppMessage.id.in_(ids), WhatsAppMessage.state == "queued")
+                      .values(updated_at=now))
+            s.execute(update(WhatsAppMessage).where(WhatsAppMessage.id.in_(ids), WhatsAppMessage.state == "retrying")
+                      .values(next_attempt_at=now))
 
     def messages(self, tenant_id: int, *, conversation_id: int | None = None, limit: int = 100) -> list[MessageInfo]:
         with self._session("cannot list WhatsApp messages") as s:
@@ -476,10 +508,11 @@ class WhatsAppStore:
 
     def record_turn(self, message: MessageInfo, conversation_id: int, *, entries: Sequence[HistoryEntry],
                     outbound: Sequence[OutboundPlan], outcome: str, handoff: bool, now: dt.datetime,
-                    close: bool = False, max_history: int = 40) -> list[OutboundInfo]:
+                    attempt: int, lease: float, close: bool = False, max_history: int = 40) -> list[OutboundInfo]:
         """One transaction: the turn joins the conversation's history, what must go out is planned
         (each part sent at most once later), the message notes its conversation and outcome."""
         with self._session("cannot record WhatsApp turn", write=True) as s:
+            self._own(s, message.id, attempt, lease)
             conv = s.scalar(select(WhatsAppConversation).where(WhatsAppConversation.id == conversation_id,
                                                                WhatsAppConversation.tenant_id == message.tenant_id))
             if conv is None:
@@ -522,9 +555,11 @@ class WhatsAppStore:
                             .limit(1)) is not None or s.scalar(
                 select(WhatsAppMessage.conversation_id).where(WhatsAppMessage.id == message.id)) is not None
 
-    def begin_send(self, part: OutboundInfo) -> bool:
-        """Mark a part as being sent (from pending or failed): False when it was already on its way."""
+    def begin_send(self, part: OutboundInfo, attempt: int, *, lease: float) -> bool:
+        """Mark a part as being sent (from pending or failed), the message still this worker's for a
+        fresh lease (else `LeaseLost`, before anything went out): False when it was already on its way."""
         with self._session("cannot mark WhatsApp outbound", write=True) as s:
+            self._own(s, part.message_id, attempt, lease)
             done = s.execute(update(WhatsAppOutbound).where(WhatsAppOutbound.id == part.id,
                                                             WhatsAppOutbound.state.in_(("pending", "failed")))
                              .values(state="sending", updated_at=utcnow()))

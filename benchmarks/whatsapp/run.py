@@ -83,10 +83,10 @@ class Bench:
 
     # ---- set-up -------------------------------------------------------------------------------------
 
-    def start(self, name: str, *argv: str) -> subprocess.Popen[Any]:
+    def start(self, name: str, *argv: str, prefix: list[str] | None = None) -> subprocess.Popen[Any]:
         log = (self.tmp / f"{name}.log").open("wb")
-        proc = subprocess.Popen([sys.executable, *argv], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.PIPE)
+        proc = subprocess.Popen([*(prefix or []), sys.executable, *argv], cwd=ROOT, env=self.env, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.PIPE)
         self.procs.append(proc)
         return proc
 
@@ -140,8 +140,9 @@ class Bench:
             time.sleep(0.2)
 
     def start_worker(self) -> None:
+        nice = ["nice", "-n", str(self.args.worker_nice)] if self.args.worker_nice else []
         self.worker = self.start("worker", "-m", "scripts.cli", "--log-format", "json", "whatsapp", "worker",
-                                 "--workers", str(self.args.workers))
+                                 "--workers", str(self.args.workers), prefix=nice)
 
     def close(self) -> None:
         for proc in self.procs:
@@ -265,7 +266,8 @@ class Bench:
 
     def run(self) -> dict[str, Any]:
         results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "rate": self.args.rate,
-                                   "seconds": self.args.seconds, "workers": self.args.workers, "queue": self.args.queue}
+                                   "seconds": self.args.seconds, "workers": self.args.workers, "queue": self.args.queue,
+                                   "worker_nice": self.args.worker_nice}
         # The baseline first, alone on the machine like ours is below (with its workers).
         bare_port = free_port()
         bare = self.start("bare", str(ROOT / "benchmarks/whatsapp/bare_server.py"), str(bare_port))
@@ -312,6 +314,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--queue", choices=["sqlite", "redis"], default="sqlite")
+    parser.add_argument("--worker-nice", type=int, default=0,
+                        help="run the worker process at this niceness (the webhook first on a shared machine)")
     parser.add_argument("--latency-messages", type=int, default=30)
     parser.add_argument("--voice-notes", type=int, default=20)
     parser.add_argument("--drain-timeout", type=float, default=900.0)
