@@ -41,7 +41,7 @@ def web(host: str, port: int, database_url: str | None, allow_unsigned: bool) ->
         if not loopback:
             raise click.UsageError("--allow-unsigned only works when --host is a loopback address")
     try:
-        runtime = open_runtime(database_url)
+        runtime = open_runtime(database_url, web=True)
         app = web_app(runtime, allow_unsigned=allow_unsigned)
     except ConfigError as e:
         raise click.ClickException(str(e)) from e

@@ -33,14 +33,14 @@ class Runtime:
         self.engine.dispose()
 
 
-def channel_engine(database_url: str | None = None) -> Engine:
+def channel_engine(database_url: str | None = None, *, busy_timeout: float = 5.0) -> Engine:
     """The database engine of the channel's processes. On SQLite its connections commit with
     ``synchronous=NORMAL`` (WAL): a commit survives a crash of the process, and is not fsynced
     until a checkpoint, so a power cut may lose the last moments. A full fsync per commit held the
     web process's hub ~2 ms for every webhook and capped it near 100 requests/s on this project's
     2-core machine (`benchmarks/whatsapp`). PostgreSQL (cooperative under gevent, server-side group
     commit) keeps full durability: the production choice."""
-    engine = make_engine(database_url or default_url(), sqlite_busy_timeout=5.0)
+    engine = make_engine(database_url or default_url(), sqlite_busy_timeout=busy_timeout)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_normal_sync)
     return engine
@@ -54,10 +54,13 @@ def _sqlite_normal_sync(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
-def open_runtime(database_url: str | None = None, settings: ChannelSettings | None = None) -> Runtime:
+def open_runtime(database_url: str | None = None, settings: ChannelSettings | None = None, *,
+                 web: bool = False) -> Runtime:
+    """The web service's runtime (`web`) writes without SQLite's busy wait, yielding to other requests
+    while the file is locked by a worker (`WhatsAppStore`); workers wait in SQLite (5 s)."""
     settings = settings or ChannelSettings.from_env()
-    engine = channel_engine(database_url)
-    store = WhatsAppStore(make_session_factory(engine))
+    engine = channel_engine(database_url, busy_timeout=0.0 if web else 5.0)
+    store = WhatsAppStore(make_session_factory(engine), yield_on_lock=web and engine.dialect.name == "sqlite")
     return Runtime(settings, engine, store, MessageQueue(settings.queue_url, name=settings.queue_name))
 
 

@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+import gevent
 from sqlalchemy import Engine, Table, and_, delete, exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from schema.database import SessionFactory, unavailable_as_error
-from schema.errors import AlreadyExists, InvalidValue, NotFound
+from schema.errors import AlreadyExists, DatabaseUnavailable, InvalidValue, NotFound
 from schema.models import (
     Tenant,
     WhatsAppAccount,
@@ -40,6 +42,8 @@ from whatsapp.account_settings import AccountSettings
 from whatsapp.errors import LeaseLost
 
 UNFINISHED = ("queued", "processing", "retrying")
+LOCKED_WAIT = 10.0          # longest a web write waits for a locked SQLite file
+T = TypeVar("T")
 _MESSAGES: Table = WhatsAppMessage.__table__  # type: ignore[assignment]
 _INSERT_MESSAGE = insert(_MESSAGES).returning(_MESSAGES.c.id)     # Core, compiled once
 
@@ -160,8 +164,14 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
 
 
 class WhatsAppStore:
-    def __init__(self, session_factory: SessionFactory) -> None:
+    """See the module docstring. With `yield_on_lock` (the web service: its engine has no SQLite busy
+    timeout), a write that finds the SQLite file locked by another process waits *cooperatively*
+    and tries again, instead of sleeping in SQLite's busy handler — which would stop every request
+    of the process (the gevent hub) for as long."""
+
+    def __init__(self, session_factory: SessionFactory, *, yield_on_lock: bool = False) -> None:
         self._sessions = session_factory
+        self._yield_on_lock = yield_on_lock
         probe = session_factory()
         bind = probe.get_bind()               # the webhook's insert goes through a bare connection
         probe.close()
@@ -289,9 +299,12 @@ class WhatsAppStore:
                   "media": [{"url": m.url, "content_type": m.content_type} for m in media],
                   "correlation_id": correlation_id, "state": "queued", "attempts": 0, "outcome": "",
                   "error_class": "", "received_at": now, "updated_at": now}
-        try:
+        def insert() -> int:
             with unavailable_as_error("cannot store WhatsApp message"), self._engine.begin() as conn:
-                return int(conn.execute(_INSERT_MESSAGE, values).scalar_one()), True
+                return int(conn.execute(_INSERT_MESSAGE, values).scalar_one())
+
+        try:
+            return self.write(insert), True
         except IntegrityError:
             with self._session("cannot read WhatsApp message") as s:
                 existing = s.scalar(select(WhatsAppMessage.id).where(WhatsAppMessage.account_id == account.id,
@@ -299,6 +312,20 @@ class WhatsAppStore:
             if existing is None:
                 raise
             return int(existing), False
+
+    def write(self, write: Callable[[], T]) -> T:
+        """Run a write, waiting cooperatively while SQLite is locked (with `yield_on_lock`)."""
+        if not self._yield_on_lock:
+            return write()
+        delay, deadline = 0.001, time.monotonic() + LOCKED_WAIT
+        while True:
+            try:
+                return write()
+            except DatabaseUnavailable as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                gevent.sleep(delay)
+                delay = min(delay * 2, 0.02)
 
     def message(self, message_id: int, tenant_id: int | None = None) -> MessageInfo:
         with self._session("cannot read WhatsApp message") as s:
@@ -578,14 +605,17 @@ class WhatsAppStore:
 
     def delivery_status(self, account_ids: Sequence[int], twilio_sid: str, status: str, error_code: str) -> bool:
         """A status callback: the delivery status of the part Twilio knows as `twilio_sid`."""
-        with self._session("cannot update WhatsApp delivery status", write=True) as s:
-            done = s.execute(update(WhatsAppOutbound).where(
-                WhatsAppOutbound.twilio_sid == twilio_sid,
-                WhatsAppOutbound.message_id.in_(select(WhatsAppMessage.id).where(
-                    WhatsAppMessage.account_id.in_(list(account_ids)))),
-            ).values(delivery_status=status[:32], error_code=error_code[:16], updated_at=utcnow())
-             .execution_options(synchronize_session=False))
-            return bool(done.rowcount)  # type: ignore[attr-defined]
+        def write() -> bool:
+            with self._session("cannot update WhatsApp delivery status", write=True) as s:
+                done = s.execute(update(WhatsAppOutbound).where(
+                    WhatsAppOutbound.twilio_sid == twilio_sid,
+                    WhatsAppOutbound.message_id.in_(select(WhatsAppMessage.id).where(
+                        WhatsAppMessage.account_id.in_(list(account_ids)))),
+                ).values(delivery_status=status[:32], error_code=error_code[:16], updated_at=utcnow())
+                 .execution_options(synchronize_session=False))
+                return bool(done.rowcount)  # type: ignore[attr-defined]
+
+        return self.write(write)
 
     def window_closed(self, account_ids: Sequence[int], twilio_sid: str) -> tuple[int, str] | None:
         """Twilio reported a reply undeliverable outside the 24-hour window (63016): the part is

@@ -177,7 +177,8 @@ def create_app(*, store: WhatsAppStore, engine: Engine, enqueue: Callable[[int, 
                                             form.get("ErrorCode", ""))
             metrics.STATUS_CALLBACKS.labels(state or "unknown").inc()
             if state in ("failed", "undelivered") and form.get("ErrorCode") == "63016":
-                reopened = store.window_closed([r.account.id for r in routes], form.get("MessageSid", ""))
+                ids, sid = [r.account.id for r in routes], form.get("MessageSid", "")
+                reopened = store.write(lambda: store.window_closed(ids, sid))
                 if reopened is not None:
                     enqueue(*reopened)
             log.info("whatsapp.delivery_status", status=state, error_code=form.get("ErrorCode", ""), known=updated)

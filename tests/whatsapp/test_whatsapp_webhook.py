@@ -151,3 +151,31 @@ def test_errors_never_leak_exception_text(channel: Channel) -> None:
     assert health.status_code == 200 and health.json() == {"ok": True}
     metrics = requests.get(f"{channel.base_url}/metrics", timeout=10)
     assert "ivr_whatsapp_webhook_seconds" in metrics.text
+
+
+def test_a_webhook_write_waits_for_a_locked_sqlite_file_without_stopping_the_process(channel: Channel) -> None:
+    import sqlite3
+
+    import gevent
+
+    from schema.database import make_session_factory
+    from whatsapp.runtime import channel_engine
+    from whatsapp.store import WhatsAppStore
+
+    tenant = channel.tenant("clinic.example", docs=())
+    account = channel.account(tenant)
+    web_store = WhatsAppStore(make_session_factory(channel_engine(channel.url, busy_timeout=0.0)), yield_on_lock=True)
+    info = web_store.account(tenant.tenant_id, account.id)
+    other = sqlite3.connect(str(channel.tmp / "ivr.db"), isolation_level=None)   # "a worker" holding the lock
+    other.execute("BEGIN IMMEDIATE")
+    ticks = []
+    ticker = gevent.spawn(lambda: [ticks.append(gevent.sleep(0.01)) for _ in range(30)])
+    writer = gevent.spawn(web_store.store_inbound, info, message_sid="SM" + "c" * 32, contact=SENDER, body="hi",
+                          media=[], correlation_id="c" * 32)
+    gevent.sleep(0.25)
+    assert not writer.ready() and len(ticks) >= 10        # waiting, and the rest of the process runs meanwhile
+    other.execute("COMMIT")
+    message_id, created = writer.get(timeout=5)
+    assert created and channel.store.message(message_id).body == "hi"
+    ticker.join(timeout=5)
+    other.close()
