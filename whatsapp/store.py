@@ -325,7 +325,7 @@ class WhatsAppStore:
                 if "locked" not in str(e) or time.monotonic() > deadline:
                     raise
                 gevent.sleep(delay)
-                delay = min(delay * 2, 0.02)
+                delay = min(delay * 2, 0.005)
 
     def message(self, message_id: int, tenant_id: int | None = None) -> MessageInfo:
         with self._session("cannot read WhatsApp message") as s:

@@ -74,14 +74,31 @@ class Bench:
 
         queue = (os.environ.get("IVR_TEST_REDIS_URL") or "redis://127.0.0.1:6379/0") if args.queue == "redis" \
             else f"sqlite:///{self.tmp / 'queue.db'}"
+        self.pg_database: str | None = None
+        database = f"sqlite:///{self.tmp / 'ivr.db'}"
+        if args.database == "postgres":
+            database = self.fresh_postgres()
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), "IVR_SECRET_KEYS": Fernet.generate_key().decode(),
-                    "IVR_DATABASE_URL": f"sqlite:///{self.tmp / 'ivr.db'}", "IVR_RAG_DIR": str(self.tmp / "rag"),
+                    "IVR_DATABASE_URL": database, "IVR_RAG_DIR": str(self.tmp / "rag"),
                     "IVR_WHATSAPP_QUEUE": queue, "IVR_WHATSAPP_QUEUE_NAME": f"bench-{uuid.uuid4().hex[:8]}",
                     "IVR_TWILIO_MEDIA_HOSTS": "localhost", "IVR_WHATSAPP_TENANT_RATE": "1000000/minute",
                     "IVR_WARM_PROVIDERS": "0", "IVR_LOG_FORMAT": "json"}
         os.environ.update(self.env)
 
     # ---- set-up -------------------------------------------------------------------------------------
+
+    def fresh_postgres(self) -> str:
+        """A new database on the PostgreSQL of IVR_TEST_PG_URL (dropped at the end)."""
+        import psycopg
+
+        from schema.database import libpq_conninfo, normalize_url
+
+        admin = os.environ.get("IVR_TEST_PG_URL") or "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+        self.pg_admin = admin
+        self.pg_database = f"ivr_wa_bench_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(libpq_conninfo(admin), autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{self.pg_database}"')
+        return normalize_url(admin).set(database=self.pg_database).render_as_string(hide_password=False)
 
     def start(self, name: str, *argv: str, prefix: list[str] | None = None) -> subprocess.Popen[Any]:
         log = (self.tmp / f"{name}.log").open("wb")
@@ -153,6 +170,13 @@ class Bench:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        if self.pg_database:
+            import psycopg
+
+            from schema.database import libpq_conninfo
+
+            with psycopg.connect(libpq_conninfo(self.pg_admin), autocommit=True, connect_timeout=5) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{self.pg_database}" WITH (FORCE)')
 
     # ---- helpers ------------------------------------------------------------------------------------
 
@@ -267,7 +291,7 @@ class Bench:
     def run(self) -> dict[str, Any]:
         results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "rate": self.args.rate,
                                    "seconds": self.args.seconds, "workers": self.args.workers, "queue": self.args.queue,
-                                   "worker_nice": self.args.worker_nice}
+                                   "worker_nice": self.args.worker_nice, "database": self.args.database}
         # The baseline first, alone on the machine like ours is below (with its workers).
         bare_port = free_port()
         bare = self.start("bare", str(ROOT / "benchmarks/whatsapp/bare_server.py"), str(bare_port))
@@ -277,6 +301,13 @@ class Bench:
         bare.terminate()
         print("baseline", json.dumps(results["baseline"]), flush=True)
 
+        if self.args.web_only:   # the webhook alone: no worker answers (the queue just fills)
+            self.setup(worker=False)
+            results["ours_web_only"] = self.load(self.url, self.args.rate, self.args.seconds, "2")
+            results["ack_p99_ratio_vs_baseline"] = round(results["ours_web_only"]["ack_ms"]["p99"] /
+                                                         results["baseline"]["ack_ms"]["p99"], 2)
+            print("ours, web only", json.dumps(results["ours_web_only"]), flush=True)
+            return results
         self.setup()
         self.warm_up()
         results.update(self.reply_latency())
@@ -314,8 +345,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--queue", choices=["sqlite", "redis"], default="sqlite")
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite",
+                        help="postgres: a fresh database on IVR_TEST_PG_URL's server")
     parser.add_argument("--worker-nice", type=int, default=0,
                         help="run the worker process at this niceness (the webhook first on a shared machine)")
+    parser.add_argument("--web-only", action="store_true", help="only the webhook under load, no worker")
     parser.add_argument("--latency-messages", type=int, default=30)
     parser.add_argument("--voice-notes", type=int, default=20)
     parser.add_argument("--drain-timeout", type=float, default=900.0)
