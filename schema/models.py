@@ -1,5 +1,6 @@
 """SQLAlchemy 2 models: tenants, routes, flows + immutable versions, provider configs,
-documents + chunks, call records.
+documents + chunks, call records, and the WhatsApp channel's accounts, messages, conversations,
+outbound parts and dead letters.
 
 Every tenant-owned table carries ``tenant_id``.  Child tables (versions, chunks) repeat it and
 point at their parent through a composite foreign key ``(parent_id, tenant_id)``, so the database
@@ -241,3 +242,137 @@ class CallRecord(Base):
 
 CALL_RECORD_FIELDS = frozenset(
     c.key for c in CallRecord.__table__.columns if c.key not in ("id", "updated_at"))
+
+
+# ---- The WhatsApp channel (the `whatsapp` package) -----------------------------------------------
+# Every row carries tenant_id; children point at their parent through (parent_id, tenant_id).
+
+WHATSAPP_MESSAGE_STATES = ("queued", "processing", "retrying", "done", "dead")
+WHATSAPP_CONVERSATION_STATES = ("active", "handoff", "closed")
+WHATSAPP_OUTBOUND_STATES = ("pending", "sending", "sent", "failed")
+
+
+class WhatsAppAccount(Base):
+    """A tenant's Twilio WhatsApp sender: messages are routed to it by (AccountSid, To)."""
+
+    __tablename__ = "whatsapp_accounts"
+    __table_args__ = (
+        UniqueConstraint("account_sid", "from_number"),
+        UniqueConstraint("id", "tenant_id"),
+        NEVER_REUSE_IDS,
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    account_sid: Mapped[str] = mapped_column(String(64))
+    from_number: Mapped[str] = mapped_column(String(64))           # "whatsapp:+15551234567"
+    secrets_encrypted: Mapped[str] = mapped_column(Text)            # auth token (+ handoff secret), Fernet
+    settings: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class WhatsAppConversation(Base):
+    """A contact's conversation with a tenant's account: its history, and whether a person has it."""
+
+    __tablename__ = "whatsapp_conversations"
+    __table_args__ = (
+        ForeignKeyConstraint(["account_id", "tenant_id"], ["whatsapp_accounts.id", "whatsapp_accounts.tenant_id"],
+                             ondelete="CASCADE"),
+        UniqueConstraint("id", "tenant_id"),
+        Index("ix_whatsapp_conversations_contact", "tenant_id", "account_id", "contact", "state"),
+        NEVER_REUSE_IDS,
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(Integer, index=True)
+    account_id: Mapped[int] = mapped_column(Integer)
+    contact: Mapped[str] = mapped_column(String(64))                # "whatsapp:+15557654321"
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    history: Mapped[list[Any]] = mapped_column(JsonType, default=list)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_activity_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_inbound_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    close_reason: Mapped[str] = mapped_column(String(32), default="")
+
+
+class WhatsAppMessage(Base):
+    """One inbound message, stored by the webhook before it is queued (unique per account and MessageSid)."""
+
+    __tablename__ = "whatsapp_messages"
+    __table_args__ = (
+        ForeignKeyConstraint(["account_id", "tenant_id"], ["whatsapp_accounts.id", "whatsapp_accounts.tenant_id"],
+                             ondelete="CASCADE"),
+        UniqueConstraint("account_id", "message_sid"),
+        UniqueConstraint("id", "tenant_id"),
+        Index("ix_whatsapp_messages_state", "state", "updated_at"),
+        Index("ix_whatsapp_messages_contact", "tenant_id", "account_id", "contact", "id"),
+        NEVER_REUSE_IDS,
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(Integer, index=True)
+    account_id: Mapped[int] = mapped_column(Integer)
+    message_sid: Mapped[str] = mapped_column(String(64))
+    idempotency_token: Mapped[str] = mapped_column(String(128), default="")
+    contact: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text, default="")
+    media: Mapped[list[Any]] = mapped_column(JsonType, default=list)    # [{"url", "content_type"}]
+    correlation_id: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    conversation_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    outcome: Mapped[str] = mapped_column(String(32), default="")
+    error_class: Mapped[str] = mapped_column(String(64), default="")
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class WhatsAppOutbound(Base):
+    """What a message makes go out: the parts of the reply, or the handoff webhook; sent at most once each."""
+
+    __tablename__ = "whatsapp_outbound"
+    __table_args__ = (
+        ForeignKeyConstraint(["message_id", "tenant_id"], ["whatsapp_messages.id", "whatsapp_messages.tenant_id"],
+                             ondelete="CASCADE"),
+        UniqueConstraint("message_id", "kind", "ordinal"),
+        NEVER_REUSE_IDS,
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(Integer, index=True)
+    message_id: Mapped[int] = mapped_column(Integer, index=True)
+    kind: Mapped[str] = mapped_column(String(16))                   # reply | handoff
+    ordinal: Mapped[int] = mapped_column(Integer, default=0)
+    body: Mapped[str] = mapped_column(Text, default="")
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    twilio_sid: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    delivery_status: Mapped[str] = mapped_column(String(32), default="")
+    error_code: Mapped[str] = mapped_column(String(16), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class WhatsAppDeadLetter(Base):
+    """A message given up on after its last retry: the error class and a reason, never its content."""
+
+    __tablename__ = "whatsapp_dead_letters"
+    __table_args__ = (
+        ForeignKeyConstraint(["message_id", "tenant_id"], ["whatsapp_messages.id", "whatsapp_messages.tenant_id"],
+                             ondelete="CASCADE"),
+        UniqueConstraint("message_id"),
+        NEVER_REUSE_IDS,
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(Integer, index=True)
+    message_id: Mapped[int] = mapped_column(Integer)
+    correlation_id: Mapped[str] = mapped_column(String(32))
+    error_class: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(256), default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -134,6 +134,10 @@ _GROUPS = [
     ("scripts.tenants_commands", "tenants"),
     ("scripts.providers_commands", "providers"),
     ("scripts.docs_commands", "docs"),
+    ("scripts.ask_commands", "ask"),
+    ("scripts.ask_commands", "chat"),
+    ("scripts.web_commands", "web"),
+    ("scripts.whatsapp_commands", "whatsapp"),
 ]
 for _module, _name in _GROUPS:
     try:

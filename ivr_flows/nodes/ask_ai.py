@@ -44,6 +44,8 @@ at the caller's pause, on the speculative transcript, while our VAD still waits 
 transcript, and the preparation is dropped if the caller speaks again
 (`ivr_flows.preemptive_answer`).
 
+The answer itself is the secretary engine's (`rag.secretary`: grounding, the LLM stream, tools,
+fallback), with this node's settings (`secretary_settings`); this node is its voice adapter.
 Services read from ``ctx.extensions`` (see `rag.services.secretary_services`): ``llm`` (an
 `LLMProvider`), ``retriever`` (`rag.retriever.Retriever`), ``stt`` (an `STTProvider`; else
 ``ctx.recognizer``), ``tts`` and ``tts_cache`` (else ``ctx.synthesizer``, else FreeSWITCH
@@ -71,10 +73,13 @@ from ivr_flows.prompt_paths import url_problem
 from ivr_flows.prompts import DTMF_KEYS, play_prompt
 from ivr_flows.speech_answer import Spoken, play, render, speak_answer
 from ivr_flows.speech_listen import BargeInMonitor, Heard, background_recorder, listen
-from ivr_flows.turn_answer import AnswerPlan, Decision, WebhookToolSpec, system_message
+from ivr_flows.turn_answer import AnswerPlan, Decision, call_webhooks
+from rag.secretary import Grounding, Secretary, SecretaryServices, SecretarySettings
+from rag.secretary import WebhookTool as EngineWebhookTool
 
 if TYPE_CHECKING:
     from ivr_flows.context import FlowContext
+    from ivr_flows.flow import Flow
 
 _TOOL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _TARGET = re.compile(r"^[0-9A-Za-z*#+_.@-]{1,64}$")
@@ -190,48 +195,43 @@ class AskAiNode(Node):
             played = play_prompt(ctx, prompt, terminators=DTMF_KEYS, voice=self.voice)
         return played.terminator
 
-    def _retrieve(self, ctx: FlowContext, question: str, turn: dict[str, Any]) -> tuple[list[Any], bool]:
-        retriever = ctx.extensions.get("retriever")
-        if not self.knowledge or retriever is None:
-            if self.knowledge:
-                ctx.log.warning("flow.ask_ai_no_retriever", node=ctx.node_id)
-            return [], False
-        started = time.monotonic()
-        try:
-            retrieval = retriever.retrieve(question, k=self.top_k)
-        except CallEnded:
-            raise
-        except Exception as e:
-            ctx.log.warning("flow.ask_ai_retrieval_failed", node=ctx.node_id, error=type(e).__name__)
-            turn["latency_ms"]["retrieval_ms"] = _ms(started)
-            turn["retrieval_error"] = type(e).__name__
-            return [], False
-        turn["latency_ms"]["retrieval_ms"] = _ms(started)
-        turn["latency_ms"]["embed_ms"] = retrieval.embed_ms
-        turn["latency_ms"]["search_ms"] = retrieval.search_ms
-        turn["sources"] = [p.as_dict() for p in retrieval.passages]
-        grounded = bool(retrieval.passages) and retrieval.passages[0].score >= self.min_score
-        kept = [p for p in retrieval.passages if p.score >= self.min_score]
-        return [p.as_passage() for p in kept], grounded
-
-    def _plan(self, ctx: FlowContext, question: str, history: list[Any], passages: list[Any],
-              grounded: bool) -> AnswerPlan:
-        tools = bool(self.transfer_to or self.end_call or self.webhooks)
-        return AnswerPlan(
-            llm=ctx.extensions.get("llm"), system=system_message(self.instructions, tools=tools),
-            history=list(history), question=question, passages=passages, grounded=grounded,
+    def secretary_settings(self) -> SecretarySettings:
+        """This node's settings as the secretary engine takes them (the same on every channel)."""
+        return SecretarySettings(
+            instructions=self.instructions, knowledge=self.knowledge, top_k=self.top_k, min_score=self.min_score,
             transfer_targets=dict(self.transfer_to), allow_end_call=self.end_call,
-            webhooks=[WebhookToolSpec(w.name, w.description, w.url, dict(w.parameters), w.timeout)
-                      for w in self.webhooks],
-            llm_timeout=self.llm_timeout)
+            webhooks=tuple(EngineWebhookTool(w.name, w.description, w.url, dict(w.parameters), w.timeout)
+                           for w in self.webhooks),
+            llm_timeout=self.llm_timeout, channel="phone")
+
+    def _secretary(self, ctx: FlowContext) -> Secretary:
+        services = SecretaryServices(llm=ctx.extensions.get("llm"), retriever=ctx.extensions.get("retriever"),
+                                     tools=call_webhooks(ctx))
+        return Secretary(self.secretary_settings(), services, log=ctx.log.bind(node=ctx.node_id),
+                         passthrough=(CallEnded,))
+
+    def _retrieve(self, secretary: Secretary, question: str, turn: dict[str, Any]) -> Grounding:
+        """The engine's grounding, written into the call record's turn."""
+        grounding = secretary.ground(question)
+        latency = turn["latency_ms"]
+        if grounding.retrieval_ms is not None:
+            latency["retrieval_ms"] = grounding.retrieval_ms
+        if grounding.error is not None:
+            turn["retrieval_error"] = grounding.error
+        elif grounding.retrieval_ms is not None:
+            latency["embed_ms"] = grounding.embed_ms
+            latency["search_ms"] = grounding.search_ms
+            turn["sources"] = [p.as_dict() for p in grounding.retrieved]
+        return grounding
 
     def _prepare(self, ctx: FlowContext, question: str, history: list[Any], turn: dict[str, Any]) -> PreparedAnswer:
         """Start the answer to `question` (retrieval, LLM, synthesis); nothing plays yet."""
         history = list(history)
 
+        secretary = self._secretary(ctx)
+
         def make_plan() -> AnswerPlan:
-            passages, grounded = self._retrieve(ctx, question, turn)
-            return self._plan(ctx, question, history, passages if grounded else [], grounded)
+            return secretary.plan(question, history, self._retrieve(secretary, question, turn))
 
         return PreparedAnswer(ctx, question, make_plan, voice=self.voice, tts_timeout=10.0,
                               deadline=self.answer_timeout)
@@ -298,9 +298,9 @@ class AskAiNode(Node):
             if decision.fallback:
                 turn["fallback"] = decision.fallback
             if decision.attempts:
-                turn["llm_attempts"] = decision.attempts
+                turn["llm_attempts"] = [a.as_dict() for a in decision.attempts]
             if decision.tool_calls:
-                turn["tool_calls"] = [{"name": c["name"]} for c in decision.tool_calls]
+                turn["tool_calls"] = [{"name": c.name} for c in decision.tool_calls]
         turn["answer"] = " ".join(spoken.sentences) if spoken.barge_in else (
             decision.text if decision is not None and decision.kind == "answer" else " ".join(spoken.sentences))
         return decision, spoken, speech
@@ -405,6 +405,21 @@ class AskAiNode(Node):
         return "transfer"
 
 
-def _ms(started: float) -> float:
-    return round((time.monotonic() - started) * 1000, 1)
+def secretary_settings_of(flow: Flow, node_id: str | None = None, *, channel: str = "phone") -> SecretarySettings:
+    """The secretary settings of a flow's `ask_ai` node (the first one when `node_id` is None), for
+    another channel that must answer as the tenant's calls do; `LookupError` when there is none."""
+    nodes = [(name, node) for name, node in flow.nodes.items() if isinstance(node, AskAiNode)]
+    if node_id is not None:
+        nodes = [(name, node) for name, node in nodes if name == node_id]
+    if not nodes:
+        where = f"node {node_id!r}" if node_id else "an ask_ai node"
+        raise LookupError(f"flow {flow.name!r} has no {where} of type ask_ai")
+    return nodes[0][1].secretary_settings().overridden(channel=channel)
 
+
+def secretary_settings_of_text(yaml_text: str, source: str, node_id: str | None = None, *,
+                               channel: str = "phone") -> SecretarySettings:
+    """`secretary_settings_of` for a flow's YAML text (a published version)."""
+    from ivr_flows.loader import load_flow_text
+
+    return secretary_settings_of(load_flow_text(yaml_text, source), node_id, channel=channel)

@@ -16,7 +16,8 @@ from schema.store import TenantStore
 from schema.tenants import add_tenant
 
 TABLES = {"tenants", "routes", "flows", "flow_versions", "provider_configs", "documents", "chunks",
-          "call_records", "alembic_version"}
+          "call_records", "alembic_version", "whatsapp_accounts", "whatsapp_conversations",
+          "whatsapp_messages", "whatsapp_outbound", "whatsapp_dead_letters"}
 
 
 def _check_migrated(url: str) -> None:
