@@ -200,6 +200,8 @@ class DatabaseRouting:
         flows_by_name = {f.name: table.flows[f.version_id] for f in snap.flows.values()}
         services = dict(table.services.get(snap.key, {}))
         services.setdefault("allowed_url_hosts", table.url_policies.get(snap.key) or _url_policy(snap))
+        if snap.secrets:
+            services["secrets"] = {name: secret.reveal() for name, secret in snap.secrets.items()}
         return CallRoute(
             tenant_key=snap.domain_uuid, tenant_name=snap.domain_name, flow=table.flows[flow_snap.version_id],
             flow_version=str(flow_snap.version_id),

@@ -97,6 +97,8 @@ class Tenant(Base):
     settings: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     max_concurrent_calls: Mapped[int | None] = mapped_column(Integer, nullable=True)
     over_limit_action: Mapped[str] = mapped_column(String(32), default="reject")
+    # The tenant's own secrets (webhook `sign_with` names), one Fernet token of name -> value.
+    secrets_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

@@ -108,22 +108,28 @@ def secret_names(token: str | None, keys: MultiFernet | None = None) -> list[str
 
 
 def rotate(engine: Engine, keys: MultiFernet | None = None) -> int:
-    """Re-encrypt every stored provider secret with the newest key; returns how many were rewritten.
+    """Re-encrypt every stored secret with the newest key — providers' secrets, tenants' own secrets,
+    WhatsApp accounts' tokens — and return how many were rewritten.
 
     All rows are rewritten in one transaction: a secret no key opens aborts the whole rotation.
     """
+    from schema.models import Tenant, WhatsAppAccount
+
     fernet = keys or load_keys()
     count = 0
     with Session(engine) as session, session.begin():
-        rows = session.scalars(select(ProviderConfig).where(ProviderConfig.secrets_encrypted.is_not(None)))
-        for row in rows:
-            token = row.secrets_encrypted or ""
-            try:
-                row.secrets_encrypted = fernet.rotate(token.encode()).decode()
-            except InvalidToken as e:
-                raise SecretUndecryptable(
-                    f"provider config {row.id} (tenant {row.tenant_id}, {row.kind}/{row.provider}) cannot "
-                    f"be decrypted with the keys in {KEYS_ENV}; nothing was rotated") from e
-            count += 1
+        for model, what in ((ProviderConfig, "provider config"), (Tenant, "tenant"),
+                            (WhatsAppAccount, "WhatsApp account")):
+            for row in session.scalars(select(model).where(model.secrets_encrypted.is_not(None))):
+                token = row.secrets_encrypted or ""
+                if not token:
+                    continue
+                try:
+                    row.secrets_encrypted = fernet.rotate(token.encode()).decode()
+                except InvalidToken as e:
+                    raise SecretUndecryptable(
+                        f"{what} {row.id} cannot be decrypted with the keys in {KEYS_ENV}; "
+                        "nothing was rotated") from e
+                count += 1
     log.info("secrets_rotated", count=count)
     return count

@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from schema.database import SessionFactory, make_session_factory
 from schema.secrets import Secret
 from schema.store import TenantStore
+from schema.tenant_secrets import tenant_secrets
 from schema.tenants import TenantKey, find_tenant, list_tenants
 
 log = structlog.get_logger(__name__)
@@ -58,6 +59,7 @@ class TenantSnapshot:
     flows: Mapping[str, FlowSnapshot]             # flow name -> published version
     providers: tuple[ProviderSnapshot, ...]       # ordered by kind, then position (the chain)
     loaded_at: dt.datetime
+    secrets: Mapping[str, Secret] = field(default_factory=lambda: MappingProxyType({}))   # webhook sign_with
 
     @property
     def key(self) -> str:
@@ -99,6 +101,7 @@ def load_snapshot(source: Engine | SessionFactory, tenant: TenantKey) -> TenantS
         max_concurrent_calls=info.max_concurrent_calls, over_limit_action=info.over_limit_action,
         routes=MappingProxyType({r.number: r.flow_name for r in store.routes()}),
         flows=MappingProxyType(flows), providers=providers, loaded_at=dt.datetime.now(dt.UTC),
+        secrets=MappingProxyType(tenant_secrets(sessions, info.id)),
     )
 
 

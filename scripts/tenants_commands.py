@@ -258,4 +258,86 @@ def rotate_secrets_command(url: str | None) -> None:
             count = rotate(engine)
     finally:
         engine.dispose()
-    click.echo(f"re-encrypted {count} provider secret set(s) with the newest key")
+    click.echo(f"re-encrypted {count} secret set(s) with the newest key")
+
+
+@tenants.group("secret")
+def secret_group() -> None:
+    """A tenant's own secrets: what a webhook's `sign_with: NAME` signs with (encrypted at rest)."""
+
+
+@secret_group.command("set")
+@url_option
+@click.argument("tenant")
+@click.argument("name")
+@click.option("--value", "value", default=None, metavar="VALUE|env:VAR",
+              help="The value, or env:VARIABLE to read it from the environment; prompted (hidden) when left out.")
+def secret_set_command(url: str | None, tenant: str, name: str, value: str | None) -> None:
+    """Store (or replace) secret NAME of TENANT; running controllers reload the tenant."""
+    import os
+
+    from schema.tenant_secrets import check_secret_name, set_tenant_secret
+
+    try:
+        check_secret_name(name)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="NAME") from e
+    if value is None:
+        value = click.prompt(f"{name}", hide_input=True, confirmation_prompt=True)
+    elif value.startswith("env:"):
+        found = os.environ.get(value[4:])
+        if not found:
+            raise click.BadParameter(f"environment variable {value[4:]} is not set", param_hint="--value")
+        value = found
+    else:
+        click.echo("warning: --value puts the secret on the command line, where every user of this machine "
+                   "can see it (ps, shell history); prefer the prompt or --value env:VARIABLE", err=True)
+    with open_sessions(url) as sessions:
+        try:
+            set_tenant_secret(sessions, tenant, name, value)
+        except ValueError as e:
+            raise click.ClickException(str(e)) from e
+        key = find_tenant(sessions, tenant).domain_uuid
+    click.echo(f"secret {name} of {tenant} stored (encrypted)")
+    _tell_controllers(url, key)
+
+
+@secret_group.command("list")
+@url_option
+@click.argument("tenant")
+def secret_list_command(url: str | None, tenant: str) -> None:
+    """The names of TENANT's secrets (values masked)."""
+    from schema.tenant_secrets import tenant_secrets
+
+    with open_sessions(url) as sessions:
+        found = tenant_secrets(sessions, tenant)
+    if not found:
+        click.echo("no secrets")
+    for name, secret in sorted(found.items()):
+        click.echo(f"{name}  {secret.masked()}")
+
+
+@secret_group.command("remove")
+@url_option
+@click.argument("tenant")
+@click.argument("name")
+def secret_remove_command(url: str | None, tenant: str, name: str) -> None:
+    """Remove secret NAME of TENANT; running controllers reload the tenant."""
+    from schema.tenant_secrets import remove_tenant_secret
+
+    with open_sessions(url) as sessions:
+        remove_tenant_secret(sessions, tenant, name)
+        key = find_tenant(sessions, tenant).domain_uuid
+    click.echo(f"secret {name} of {tenant} removed")
+    _tell_controllers(url, key)
+
+
+def _tell_controllers(url: str | None, key: str) -> None:
+    with schema_errors():
+        replies = publish_reload(url or default_url(), key, timeout=10.0)
+    failed = [r for r in replies if not r.ok]
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(replies)} controller(s) did not reload: "
+                                   + "; ".join(r.message for r in failed))
+    if replies:
+        click.echo(f"reloaded {len(replies)} running controller(s)")

@@ -6,6 +6,7 @@ tenant's CRM, each branch, voicemail), each ending where FreeSWITCH says it did.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,7 @@ def tenant(tmp_path_factory: pytest.TempPathFactory, crm: CrmStub) -> Iterator[t
         controller = TenantController(folder, url)
 
         def hook(ctx: Any, route: Any) -> None:
-            ctx.clock = clock
-            ctx.secrets = {"crm": crm.secret}
+            ctx.clock = clock                  # business hours: open or closed as the test needs
 
         controller.controller.context_hook = hook
         try:
@@ -64,6 +64,8 @@ def tenant(tmp_path_factory: pytest.TempPathFactory, crm: CrmStub) -> Iterator[t
             ivr("tenants", "route", TENANT, MAIN, "acme-main")
             # The CRM stub is on loopback: allowed explicitly, as an operator would for an internal CRM.
             ivr("tenants", "update", TENANT, "--allow-host", "127.0.0.1", "--allow-network", "127.0.0.0/8")
+            os.environ["CRM_SECRET"] = crm.secret              # what `sign_with: crm` signs with
+            ivr("tenants", "secret", "set", TENANT, "crm", "--value", "env:CRM_SECRET")
             ivr("tenants", "reload", TENANT)
             yield controller, clock
         finally:

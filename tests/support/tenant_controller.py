@@ -31,9 +31,12 @@ KNOWLEDGE = REPO / "examples" / "knowledge"
 def tenant_environment(folder: Path) -> Iterator[str]:
     """The environment variables `ivr` reads, pointed into ``folder``; yields the database URL."""
     url = f"sqlite:///{folder / 'ivr.db'}"
+    from cryptography.fernet import Fernet
+
     values = {"IVR_DATABASE_URL": url, "IVR_VAR_DIR": str(folder / "var"), "IVR_RAG_DIR": str(folder / "rag"),
               "IVR_RUN_DIR": str(folder / "run"), "IVR_TTS_CACHE_DIR": str(folder / "tts-cache"),
-              "HF_DEACTIVATE_ASYNC_LOAD": "1"}
+              "HF_DEACTIVATE_ASYNC_LOAD": "1",
+              "IVR_SECRET_KEYS": os.environ.get("IVR_SECRET_KEYS") or Fernet.generate_key().decode()}
     saved = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
     try:
