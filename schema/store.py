@@ -8,6 +8,7 @@ every query below filters on that id, so a row of another tenant is simply "not 
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
@@ -453,11 +454,19 @@ class TenantStore:
                 raise CallRecordNotFound(f"no call record for call {call_uuid}")
             return self._call_info(row)
 
-    def call_records(self, *, limit: int = 100, offset: int = 0) -> list[CallRecordInfo]:
-        """This tenant's call records, most recent first."""
+    def call_records(self, *, limit: int = 100, offset: int = 0, since: dt.datetime | None = None,
+                     outcome: str | None = None, number: str | None = None) -> list[CallRecordInfo]:
+        """This tenant's call records, most recent first; ``since`` (started at or after), ``outcome``,
+        ``number`` (the caller's or the dialled number) narrow them."""
+        query = select(CallRecord).where(CallRecord.tenant_id == self.tenant_id)
+        if since is not None:
+            query = query.where(CallRecord.started_at >= since)
+        if outcome is not None:
+            query = query.where(CallRecord.outcome == outcome)
+        if number is not None:
+            query = query.where((CallRecord.caller == number) | (CallRecord.destination == number))
         with self._session("cannot list call records") as s:
-            rows = s.scalars(select(CallRecord).where(CallRecord.tenant_id == self.tenant_id)
-                             .order_by(CallRecord.started_at.desc(), CallRecord.id.desc())
+            rows = s.scalars(query.order_by(CallRecord.started_at.desc(), CallRecord.id.desc())
                              .limit(limit).offset(offset))
             return [self._call_info(r) for r in rows]
 

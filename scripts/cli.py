@@ -134,6 +134,7 @@ _GROUPS = [
     ("scripts.tenants_commands", "tenants"),
     ("scripts.providers_commands", "providers"),
     ("scripts.docs_commands", "docs"),
+    ("scripts.calls_commands", "calls"),
     ("scripts.ask_commands", "ask"),
     ("scripts.ask_commands", "chat"),
     ("scripts.web_commands", "web"),
