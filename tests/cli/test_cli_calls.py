@@ -69,7 +69,8 @@ def test_list_every_tenant_newest_first_and_filtered(url: str) -> None:
     assert [r["caller"] for r in only_a] == ["5552222", "5551111"]
     recent = [json.loads(x) for x in run("calls", "list", "--url", url, "--since", "1h", "--json").splitlines()]
     assert {r["call_uuid"][-1] for r in recent} == {"2", "3"}
-    moved = [json.loads(x) for x in run("calls", "list", "--url", url, "--outcome", "transferred", "--json").splitlines()]
+    moved = [json.loads(x)
+             for x in run("calls", "list", "--url", url, "--outcome", "transferred", "--json").splitlines()]
     assert {r["tenant"] for r in moved} == {"a.example", "b.example"}
     assert [json.loads(x)["call_uuid"][-1] for x in run("calls", "list", "--url", url, "--number", "5553333",
                                                         "--json").splitlines()] == ["3"]
