@@ -275,6 +275,8 @@ class CallController:
             return
         s = self.settings
         try:
+            # Why, on the channel: FreeSWITCH's CDR (and `ivr call simulate`) can say it.
+            session.execute_nowait("set", f"ivr_fallback_reason={record.outcome}")
             session.transfer(s.fallback_extension, dialplan=s.fallback_dialplan,
                              context=s.fallback_context or session.context)
             session.log.info("call.fallback", target=s.fallback_extension, outcome=record.outcome)

@@ -20,7 +20,6 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import gevent
 from gevent.threadpool import ThreadPool
 
 from providers.errors import ProviderTimeout
@@ -42,9 +41,13 @@ def model_threads() -> ThreadPool:
 
 
 def run_in_thread(fn: Callable[..., T], *args: Any, timeout: float, provider: str = "") -> T:
-    """Run ``fn(*args)`` in the model thread pool; wait cooperatively at most ``timeout``."""
+    """Run ``fn(*args)`` in the model thread pool; wait cooperatively at most ``timeout``.
+
+    Only this function's own deadline becomes its `ProviderTimeout`; a caller's outer
+    ``gevent.Timeout`` that fires while we wait goes on up as itself (it used to be reported as
+    "did not finish within <this timeout>", a deadline that had not passed)."""
     result = model_threads().spawn(fn, *args)
-    try:
-        return result.get(timeout=timeout)
-    except gevent.Timeout:
-        raise ProviderTimeout(f"model did not finish within {timeout:g}s", provider=provider) from None
+    result.wait(timeout=timeout)
+    if not result.ready():
+        raise ProviderTimeout(f"model did not finish within {timeout:g}s", provider=provider)
+    return result.get()

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -57,7 +56,12 @@ def _chain(*names: str) -> list[ProviderSpec]:
 
 
 def default_cache_root() -> Path:
-    return Path(os.environ.get("IVR_TTS_CACHE_DIR") or Path(tempfile.gettempdir()) / "ivr-tts-cache")
+    """Where synthesized prompts are kept: ``$IVR_TTS_CACHE_DIR``, else ``$IVR_VAR_DIR/tts-cache`` (the
+    controller's own folder, ``var/`` by default), absolute because FreeSWITCH plays the files by path."""
+    explicit = os.environ.get("IVR_TTS_CACHE_DIR")
+    if explicit:
+        return Path(explicit).resolve()
+    return (Path(os.environ.get("IVR_VAR_DIR") or "var") / "tts-cache").resolve()
 
 
 class TenantProviderConfig(BaseModel):

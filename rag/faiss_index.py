@@ -23,6 +23,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import threading
 import time
@@ -43,6 +44,9 @@ from rag.errors import IndexMissing, RetrievalFailed, VectorIndexError
 from rag.vector_index import Hit, IndexInfo, check_vectors
 
 log = structlog.get_logger(__name__)
+# faiss tries its AVX512 and AVX2 builds first and logs each miss at INFO ("Could not load library
+# with AVX512 support"), which every `ivr docs` command printed: only its warnings are news.
+logging.getLogger("faiss.loader").setLevel(logging.WARNING)
 
 MANIFEST = "manifest.json"
 FORMAT = 1

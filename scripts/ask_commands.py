@@ -42,7 +42,8 @@ def secretary_settings(store: Any, flow_ref: str | None, *, channel: str, instru
 
 @contextmanager
 def _secretary(tenant: str, url: str | None, flow_ref: str | None, instructions: str | None,
-               min_score: float | None, top_k: int | None, index_dir: Path | None) -> Iterator[Secretary]:
+               min_score: float | None, top_k: int | None, index_dir: Path | None,
+               channel: str = "chat") -> Iterator[Secretary]:
     from providers.errors import ProviderError
     from rag.errors import RagError
     from rag.services import tenant_secretary
@@ -56,7 +57,7 @@ def _secretary(tenant: str, url: str | None, flow_ref: str | None, instructions:
         rag = RagSettings.from_env()
         if index_dir is not None:
             rag = replace(rag, index_dir=index_dir)
-        settings = secretary_settings(store, flow_ref, channel="chat", instructions=instructions,
+        settings = secretary_settings(store, flow_ref, channel=channel, instructions=instructions,
                                       min_score=min_score, top_k=top_k)
         yield tenant_secretary(engine, store, settings, rag_settings=rag, retrieval_timeout=60.0)
     except (SchemaError, RagError, ProviderError, LookupError) as e:

@@ -111,5 +111,11 @@ def simulate(host: str, port: int, flows_dir: Path | None, default_flow: str, de
             service.stop(2.0)
     heard = sim_call.state.heard_what
     click.echo(f"outcome: {outcome}")
+    reasons = [c.partition("ivr_fallback_reason=")[2] for c in sim_call.commands() if "ivr_fallback_reason=" in c]
+    if reasons:
+        click.echo(f"the controller sent the call to its fallback: {reasons[-1]}"
+                   + (f" (no tenant has number {destination} or domain_uuid {domain_uuid}; "
+                      "see `ivr tenants list`, `--domain-uuid/--domain-name`)" if reasons[-1] == "unknown_tenant"
+                      else ""))
     if heard:
         click.echo("the caller heard: " + " | ".join(heard))

@@ -67,6 +67,8 @@ def serve(host: str, port: int, flows_dir: Path | None, default_flow: str, datab
 
     if deadman_seconds and deadman_every >= deadman_seconds:
         raise click.BadParameter("must be shorter than --deadman-seconds", param_hint="--deadman-every")
+    if flows_dir is None:
+        _require_migrated(database_url)
     settings = ControllerSettings(deadman_seconds=deadman_seconds, deadman_every=deadman_every)
     service = build_service(host=host, port=port, flows_dir=flows_dir, default_flow=default_flow,
                             database_url=database_url, max_calls=max_calls, settings=settings,
@@ -88,6 +90,26 @@ def serve(host: str, port: int, flows_dir: Path | None, default_flow: str, datab
     stopping.wait()
     click.echo("ivr: draining live calls…", err=True)
     service.stop(drain_seconds)
+
+
+def _require_migrated(database_url: str | None) -> None:
+    """A database that was never migrated (or is behind this code) is one clear line, not a traceback."""
+    from sqlalchemy.engine import make_url
+
+    from schema.database import default_url
+    from schema.errors import SchemaError
+    from schema.migrate import current_revision, head_revision
+
+    url = database_url or default_url()
+    shown = make_url(url).render_as_string(hide_password=True)
+    try:
+        current = current_revision(url)
+    except SchemaError as exc:
+        raise click.ClickException(f"cannot read the database at {shown}: {exc}") from exc
+    head = head_revision()
+    if current != head:
+        state = "has no tables yet" if current is None else f"is at schema revision {current}, not {head}"
+        raise click.ClickException(f"the database {shown} {state}: run `ivr db upgrade` first")
 
 
 @cli.command()
@@ -135,6 +157,7 @@ _GROUPS = [
     ("scripts.providers_commands", "providers"),
     ("scripts.docs_commands", "docs"),
     ("scripts.calls_commands", "calls"),
+    ("scripts.eval_commands", "eval_command"),
     ("scripts.ask_commands", "ask"),
     ("scripts.ask_commands", "chat"),
     ("scripts.web_commands", "web"),

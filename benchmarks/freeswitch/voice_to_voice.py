@@ -19,7 +19,9 @@ WAV (so the WAV's trailing silence is not counted as the caller speaking). Both 
 Two tenants are measured in the same run, calls interleaved: ``product`` (the defaults:
 streaming STT, preemptive answers) and ``baseline`` (``preemptive: false`` and pocketsphinx with
 ``stream_workers: 0``: the whole utterance decoded after the end of speech). Each call asks
-``--questions-per-call`` questions in turn (the secretary's ``follow_up`` between them).
+``--questions-per-call`` questions in turn (the secretary's ``follow_up`` between them; a question
+it is unsure about comes back to it, so the call goes on). The first audio after the question
+counts whatever it says (an answer, a filler, "I don't know"): that is what the caller hears.
 """
 
 from __future__ import annotations
@@ -79,7 +81,8 @@ nodes:
     listen: {{max_seconds: 10, no_input: 6s, max_no_input: 2{end_silence}}}
     follow_up: "Anything else?"
     preemptive: {preemptive}
-    next: {{unsure: goodbye, done: goodbye, transfer: goodbye}}
+    unsure_message: "Sorry, I don't know that one."
+    next: {{unsure: assistant, done: goodbye, transfer: goodbye}}
   goodbye: {{type: hangup, say: "Goodbye."}}
 """
 TENANTS = {"product": ("tenant-a.example", "11111111-1111-1111-1111-111111111111", "5100"),

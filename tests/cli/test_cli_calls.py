@@ -104,3 +104,4 @@ def test_since_accepts_durations_and_dates() -> None:
     assert parse_since("2h", now=now) == dt.datetime(2026, 12, 4, 10, 0, tzinfo=dt.UTC)
     assert parse_since("2026-12-01", now=now) == dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
     assert parse_since(None) is None
+
