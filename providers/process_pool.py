@@ -35,6 +35,7 @@ from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import Any
 
+import gevent
 import structlog
 from gevent.lock import BoundedSemaphore
 from gevent.queue import Empty, Queue
@@ -116,6 +117,9 @@ def _recv_message(fd: int, deadline: float, late: Exception) -> Any:
     return pickle.loads(_read_exact(fd, size, deadline, late))
 
 
+PREPARE_SECONDS = 120.0   # the warm-up jobs of a new worker (loading a model) get this long
+
+
 class _Worker:
     """One worker: ``python -m providers.process_pool R W`` with two pipes.
 
@@ -188,15 +192,23 @@ class WorkerPool:
         self._warm_jobs: dict[Any, tuple[str, tuple[Any, ...], dict[str, Any]]] = {}
 
     def _take(self, timeout: float) -> _Worker:
+        """A worker that has run the pool's warm-up jobs. A new (or replacing) worker is prepared in
+        a greenlet of its own with the warm-up's budget (`PREPARE_SECONDS`), not the caller's: a
+        caller that cannot wait (a stream's ``lease(timeout=0)``) gets `ProviderTimeout` and the
+        worker joins the idle ones when it is ready — it used to be killed for missing the
+        caller's deadline, so after a worker died no stream could ever lease its replacement."""
         deadline = time.monotonic() + timeout
         worker = self._take_raw(timeout)
-        try:
-            self._prepare(worker, deadline)
-        except BaseException:
-            if worker.exitcode() is None and not worker.receiver.closed:
-                self._idle.put(worker)
-            raise
-        return worker
+        if all(key in worker.warmed for key in self._warm_jobs):
+            return worker
+        job = gevent.spawn(self._prepare, worker, time.monotonic() + PREPARE_SECONDS)
+        job.join(timeout=max(0.0, deadline - time.monotonic()))
+        if job.ready():
+            if not job.successful():
+                raise job.exception or ProviderUnavailable(f"{self.name} worker could not be prepared")
+            return worker
+        job.link_value(lambda _: self._idle.put(worker) if worker.exitcode() is None else None)
+        raise ProviderTimeout(f"a {self.name} worker is still loading its model")
 
     def _take_raw(self, timeout: float) -> _Worker:
         try:
@@ -251,7 +263,10 @@ class WorkerPool:
         like a streaming decoder); `ProviderTimeout` if none is free within `timeout`."""
         if self._closed:
             raise ProviderUnavailable(f"{self.name} worker pool is closed")
-        return WorkerLease(self, self._take(timeout))
+        # Not `_take`: a worker that still has to run the warm-up jobs runs them as the lease's first
+        # job (the holder's work waits behind them on that worker), so a caller who cannot wait
+        # still gets a worker of its own at once, even right after one died.
+        return WorkerLease(self, self._take_raw(timeout))
 
     def _run_on(self, worker: _Worker, target: str, args: tuple[Any, ...], kwargs: dict[str, Any],
                 deadline: float, *, keep: bool = False) -> Any:
@@ -352,6 +367,8 @@ class WorkerLease:
             if worker is None:
                 raise ProviderUnavailable(f"{self.pool.name} worker lease was lost or released")
             try:
+                if not all(key in worker.warmed for key in self.pool._warm_jobs):
+                    self.pool._prepare(worker, max(deadline, time.monotonic() + PREPARE_SECONDS))
                 return self.pool._run_on(worker, target, args, kwargs, deadline, keep=True)
             except (ProviderTimeout, ProviderUnavailable):
                 self.worker = None   # discarded by _run_on

@@ -9,8 +9,6 @@ from click.testing import CliRunner
 from providers.tenant_set import default_cache_root
 from scripts.cli import cli
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def test_serve_on_a_database_never_migrated_says_what_to_run(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["serve", "--database-url", f"sqlite:///{tmp_path / 'new.db'}", "--port", "0"])
@@ -22,10 +20,11 @@ def test_serve_on_a_database_never_migrated_says_what_to_run(tmp_path: Path) -> 
 def test_a_simulated_call_sent_to_the_fallback_says_why(tmp_path: Path) -> None:
     flows = tmp_path / "flows"
     flows.mkdir()
-    (flows / "demo.yaml").write_text((REPO / "examples" / "flows" / "demo.yaml").read_text()
-                                     .replace('to: "1001"', 'to: "1001 XML evil"'))   # refused target: error
-    result = CliRunner().invoke(cli, ["call", "simulate", "--flows-dir", str(flows), "--press", "1",
-                                      "--speed", "20", "--timeout", "60"])
+    # A transfer target that is refused, with no error edge: the flow ends in `error`.
+    (flows / "broken.yaml").write_text("flow: demo-main\nstart: x\nnodes:\n"
+                                       "  x: {type: transfer, to: '1001 XML evil'}\n")
+    result = CliRunner().invoke(cli, ["call", "simulate", "--flows-dir", str(flows), "--speed", "20",
+                                      "--timeout", "60"])
     assert result.exit_code == 0, result.output
     assert "the controller sent the call to its fallback: error" in result.output
 

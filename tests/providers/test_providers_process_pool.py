@@ -73,3 +73,21 @@ def test_thread_offload_times_out_cooperatively() -> None:
     with pytest.raises(ProviderTimeout):
         run_in_thread(time.sleep, 1.0, timeout=0.05)
     assert run_in_thread(sum, [1, 2, 3], timeout=5) == 6
+
+
+def test_a_replacement_worker_still_warming_up_is_not_killed_for_an_impatient_caller(pool: WorkerPool) -> None:
+    """Seen after the warm-up rework: a new worker was prepared against the caller's deadline, so a
+    caller that could not wait (a stream's lease, timeout 0) killed it, and the next one too."""
+    pool.broadcast("time:sleep", 0.5, timeout=30)          # the pool's warm-up job: 0.5 s per worker
+    first = pool.call("os:getpid", timeout=30)
+    with pytest.raises(ProviderUnavailable):
+        pool.call("os:_exit", 3, timeout=30)                 # the worker dies
+    with pytest.raises(ProviderTimeout, match="still loading"):
+        pool.call("os:getpid", timeout=0.05)                 # its replacement is warming up
+    second = pool.call("os:getpid", timeout=30)              # ... and serves once it is ready
+    assert second != first and pool.call("os:getpid", timeout=30) == second
+    lease = pool.lease(timeout=0.0)                          # a lease never waits: the warm-up runs first on it
+    try:
+        assert lease.call("os:getpid", timeout=30) == second
+    finally:
+        lease.release()
